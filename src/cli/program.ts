@@ -1,0 +1,176 @@
+/**
+ * The `verity` command line: a thin shell over the library API. Option names and meanings follow veritysetup 2.6.1
+ * (veritysetup-format.md §3.1), including `-h` for the hash algorithm; help is `--help`.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { VerityError } from '../errors.js';
+import { MAX_BLOCK_SIZE, MIN_BLOCK_SIZE } from '../format/params.js';
+import type { TreeOptions } from '../format/options.js';
+import { dumpFile, ENGINES, formatFiles, verifyFiles } from '../node/api.js';
+import { dumpJson, errorJson, formatJson, verifyJson } from '../report/json.js';
+import { renderHeader, renderVerify, veritysetupLines } from '../report/text.js';
+import { EXIT, exitCodeForError, exitCodeForStatus } from './exit-codes.js';
+import { hashFormat, integer } from './parsers.js';
+import { progressLine } from './progress.js';
+
+export interface CliIo {
+  stdout: { write(text: string): unknown };
+  stderr: { write(text: string): unknown; isTTY?: boolean };
+}
+
+interface CommonFlags {
+  hash?: string;
+  format?: 0 | 1;
+  dataBlockSize?: number;
+  hashBlockSize?: number;
+  dataBlocks?: number;
+  hashOffset?: number;
+  salt?: string;
+  uuid?: string;
+  superblock: boolean;
+  rootHashFile?: string;
+  json?: boolean;
+  progress: boolean;
+  engine?: string;
+}
+
+const PAGE_SIZE = 4096;
+const blockSize = integer(MIN_BLOCK_SIZE, MAX_BLOCK_SIZE);
+const u64 = integer(0, Number.MAX_SAFE_INTEGER);
+
+function treeOptions(f: CommonFlags): TreeOptions {
+  return {
+    algorithm: f.hash,
+    hashType: f.format,
+    dataBlockSize: f.dataBlockSize,
+    hashBlockSize: f.hashBlockSize,
+    dataBlocks: f.dataBlocks,
+    salt: f.salt,
+    uuid: f.uuid,
+    superblock: f.superblock,
+    hashOffset: f.hashOffset,
+  };
+}
+
+function addTreeOptions(cmd: Command): Command {
+  return cmd
+    .option('-h, --hash <algorithm>', 'hash algorithm: sha1, sha224, sha256, sha384, sha512 (default: sha256)')
+    .option('--format <number>', 'hash format: 1 normal, 0 original Chrome OS (default: 1)', hashFormat)
+    .option('--data-block-size <bytes>', 'block size on the data device (default: 4096)', blockSize)
+    .option('--hash-block-size <bytes>', 'block size on the hash device (default: 4096)', blockSize)
+    .option('--data-blocks <blocks>', 'number of data blocks to cover (default: the whole data device)', integer(1, Number.MAX_SAFE_INTEGER))
+    .option('--hash-offset <bytes>', 'byte offset of the superblock / hash area on the hash device (default: 0)', u64)
+    .option('-s, --salt <hex>', 'salt as hex, "-" for none (default: 32 random bytes)')
+    .option('--no-superblock', 'do not write or read a superblock (every parameter must then be given)')
+    .option('--json', 'print one JSON document (schemaVersion 1) on stdout')
+    .option('--no-progress', 'no progress display on stderr')
+    .addOption(new Option('--engine <name>', 'hash engine').choices(ENGINES.map((e) => e.name)));
+}
+
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  let exitCode: number = EXIT.OK;
+  let json = false;
+  let command = 'verity';
+  const out = (text: string) => io.stdout.write(text);
+  const err = (text: string) => io.stderr.write(text);
+  const progress = (f: CommonFlags, label: string) =>
+    f.progress && io.stderr.isTTY ? progressLine(io.stderr, label) : undefined;
+  const pageSizeWarning = (dataBlockSize: number) => {
+    if (dataBlockSize > PAGE_SIZE) {
+      err(`WARNING: Kernel cannot activate device if data block size exceeds page size (${PAGE_SIZE}).\n`);
+    }
+  };
+
+  const program = new Command('verity')
+    .description('dm-verity hash trees: format, verify and dump, compatible with veritysetup')
+    .helpOption('--help', 'show help')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeOut: out, writeErr: err });
+
+  addTreeOptions(
+    program
+      .command('format')
+      .description('build the hash tree of <data> into <hash> and print the root hash')
+      .argument('<data>', 'data device or image file (read only)')
+      .argument('<hash>', 'hash device or file to write (created if missing)')
+      .option('--uuid <uuid>', 'UUID to store in the superblock (default: random)')
+      .option('--root-hash-file <path>', 'also write the root hash (hex, no newline) to this file'),
+  ).action(async (data: string, hash: string, f: CommonFlags) => {
+    command = 'format';
+    json = Boolean(f.json);
+    const bar = progress(f, 'Hashing');
+    const result = await formatFiles(data, hash, {
+      ...treeOptions(f),
+      rootHashFile: f.rootHashFile,
+      engine: f.engine,
+      onProgress: bar?.update,
+    }).finally(() => bar?.done());
+    pageSizeWarning(result.params.dataBlockSize);
+    if (json) out(JSON.stringify(formatJson(data, hash, result.params, result.geometry, result.rootHash), null, 2) + '\n');
+    else out(renderHeader(hash, result.params, result.geometry, result.rootHash));
+  });
+
+  addTreeOptions(
+    program
+      .command('verify')
+      .description('check <data> against the hash tree in <hash>; report every corrupted block')
+      .argument('<data>', 'data device or image file (read only)')
+      .argument('<hash>', 'hash device or file (read only)')
+      .argument('[root-hash]', 'expected root hash, hex')
+      .option('--root-hash-file <path>', 'read the expected root hash from this file'),
+  ).action(async (data: string, hash: string, rootHash: string | undefined, f: CommonFlags) => {
+    command = 'verify';
+    json = Boolean(f.json);
+    const bar = progress(f, 'Verifying');
+    const result = await verifyFiles(data, hash, {
+      ...treeOptions(f),
+      rootHash,
+      rootHashFile: f.rootHashFile,
+      engine: f.engine,
+      onProgress: bar?.update,
+    }).finally(() => bar?.done());
+    exitCode = exitCodeForStatus(result.status);
+    for (const w of result.warnings) err(`WARNING: ${w}.\n`);
+    if (json) out(JSON.stringify(verifyJson(data, hash, result.params, result, exitCode, result.warnings), null, 2) + '\n');
+    else {
+      err(veritysetupLines(result, result.params));
+      out(renderVerify(result, result.params));
+    }
+  });
+
+  program
+    .command('dump')
+    .description('print the parameters in the superblock of <hash>')
+    .argument('<hash>', 'hash device or file (read only)')
+    .option('--hash-offset <bytes>', 'byte offset of the superblock (default: 0)', u64)
+    .option('--json', 'print one JSON document (schemaVersion 1) on stdout')
+    .action(async (hash: string, f: { hashOffset?: number; json?: boolean }) => {
+      command = 'dump';
+      json = Boolean(f.json);
+      const { params, geometry } = await dumpFile(hash, { hashOffset: f.hashOffset });
+      if (json) out(JSON.stringify(dumpJson(hash, params, geometry), null, 2) + '\n');
+      else out(renderHeader(hash, params, geometry));
+    });
+
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return exitCode;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // --help and --version end here with exit code 0; usage errors were already printed by commander.
+      return e.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+    }
+    const error =
+      e instanceof VerityError
+        ? e
+        : new VerityError('E_INTERNAL', `internal error: ${e instanceof Error ? e.message : String(e)} (please report this)`, {
+            cause: e,
+          });
+    const code = exitCodeForError(error.code);
+    err(`verity ${command}: ${error.message}\n`);
+    if (process.env.VERITY_DEBUG && e instanceof Error && e.stack) err(e.stack + '\n');
+    if (json) out(JSON.stringify(errorJson(command, error.code, error.message, code), null, 2) + '\n');
+    return code;
+  }
+}

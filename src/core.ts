@@ -1,0 +1,35 @@
+/**
+ * The environment-neutral core: no `node:*` imports, Uint8Array in and out. Runs in Node and in browsers.
+ */
+export { VerityError, isVerityError, type VerityErrorCode } from './errors.js';
+export { DIGEST_SIZES, HASH_ALGORITHMS, resolveAlgorithm, digestSize, type HashAlgorithm } from './format/algorithms.js';
+export { toHex, fromHex, parseUuid, formatUuid } from './format/bytes.js';
+export {
+  DEFAULTS,
+  MAX_BLOCK_SIZE,
+  MAX_SALT_SIZE,
+  MIN_BLOCK_SIZE,
+  SUPERBLOCK_SIZE,
+  validateParams,
+  type VerityParams,
+} from './format/params.js';
+export {
+  paramsForFormat,
+  paramsFromSuperblock,
+  paramsWithoutSuperblock,
+  parseSalt,
+  superblockFromParams,
+  type TreeOptions,
+} from './format/options.js';
+export { parseSuperblock, serializeSuperblock, SUPERBLOCK_SIGNATURE, type Superblock } from './format/superblock.js';
+export { computeGeometry, hashStartBlock, type TreeGeometry, type TreeLevel } from './format/geometry.js';
+export type { BlockHasher, BlockHasherOptions, HashEngine, SaltPlacement } from './hash/engine.js';
+export { hashWasmEngine } from './hash/hash-wasm-engine.js';
+export { selfTest } from './hash/self-test.js';
+export { bytesSource, MemorySink, readExactly, type ByteSink, type ByteSource } from './io/source.js';
+export { buildTree, type BuildResult } from './tree/build.js';
+export { verifyTree, type LevelReport, type VerifyResult, type VerifyStatus } from './tree/verify.js';
+export type { Progress, PassOptions } from './tree/progress.js';
+export { RangeSet, type BlockRange } from './report/ranges.js';
+export { renderHeader, renderVerify } from './report/text.js';
+export { SCHEMA_VERSION, dumpJson, formatJson, verifyJson } from './report/json.js';

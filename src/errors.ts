@@ -1,0 +1,45 @@
+/**
+ * The one error type of the library. Callers branch on `code`, never on the message text.
+ *
+ * - `E_PARAM`: a parameter is invalid (block size, salt, hash, UUID, root hash string, offsets).
+ * - `E_OVERLAP`: the data and hash areas overlap on the same file.
+ * - `E_NOT_FOUND`: an input file does not exist or cannot be opened.
+ * - `E_IO`: reading or writing failed.
+ * - `E_TRUNCATED`: an input is shorter than its parameters require.
+ * - `E_BAD_SUPERBLOCK`: there is no valid verity superblock where one is expected.
+ * - `E_INTERNAL`: a bug in this library.
+ */
+export type VerityErrorCode =
+  | 'E_PARAM'
+  | 'E_OVERLAP'
+  | 'E_NOT_FOUND'
+  | 'E_IO'
+  | 'E_TRUNCATED'
+  | 'E_BAD_SUPERBLOCK'
+  | 'E_INTERNAL';
+
+export class VerityError extends Error {
+  override readonly name = 'VerityError';
+  readonly code: VerityErrorCode;
+
+  constructor(code: VerityErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+
+  toJSON(): { code: VerityErrorCode; message: string } {
+    return { code: this.code, message: this.message };
+  }
+}
+
+export function isVerityError(value: unknown): value is VerityError {
+  return value instanceof VerityError;
+}
+
+/** Checks an untrusted or user-given integer before it sizes anything. */
+export function checkSafeInteger(value: number, min: number, max: number, what: string): number {
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new VerityError('E_PARAM', `${what} must be an integer from ${min} to ${max}; got ${value}.`);
+  }
+  return value;
+}

@@ -1,0 +1,116 @@
+/**
+ * From caller options to complete, validated parameters, with veritysetup's defaults: random 32-byte salt and
+ * random UUID unless given, every data block of the device unless `dataBlocks` is given.
+ */
+import { VerityError } from '../errors.js';
+import { fromHex, randomBytes, randomUuid } from './bytes.js';
+import { DEFAULTS, type VerityParams, validateParams } from './params.js';
+import type { Superblock } from './superblock.js';
+
+export interface TreeOptions {
+  /** Hash algorithm name (default sha256). */
+  algorithm?: string;
+  /** 1 (default) or 0 (Chrome OS). */
+  hashType?: 0 | 1;
+  dataBlockSize?: number;
+  hashBlockSize?: number;
+  /** Data blocks to cover (default: all whole blocks of the data device). */
+  dataBlocks?: number;
+  /** Bytes, or hex text; "-" or "" for no salt. Default: 32 random bytes. */
+  salt?: Uint8Array | string;
+  /** Default: random. Ignored without a superblock. */
+  uuid?: string;
+  /** Write or read a superblock at `hashOffset` (default true). */
+  superblock?: boolean;
+  /** Byte offset on the hash device (default 0). */
+  hashOffset?: number;
+}
+
+export function parseSalt(salt: Uint8Array | string): Uint8Array {
+  if (typeof salt !== 'string') return salt;
+  if (salt === '-' || salt === '') return new Uint8Array(0);
+  return fromHex(salt, 'salt string');
+}
+
+/** Complete parameters for a new tree over a data device of `dataSize` bytes. */
+export function paramsForFormat(options: TreeOptions, dataSize: number): VerityParams {
+  const dataBlockSize = options.dataBlockSize ?? DEFAULTS.dataBlockSize;
+  const superblock = options.superblock ?? true;
+  let dataBlocks = options.dataBlocks;
+  if (dataBlocks === undefined) {
+    dataBlocks = Math.floor(dataSize / dataBlockSize);
+    if (dataBlocks < 1) {
+      throw new VerityError(
+        'E_TRUNCATED',
+        `Data device is too small: ${dataSize} bytes holds no whole ${dataBlockSize}-byte block.`,
+      );
+    }
+  }
+  return validateParams({
+    hashType: options.hashType ?? DEFAULTS.hashType,
+    // veritysetup lower-cases the name it stores (lib/verity/verity.c: VERITY_write_sb → _to_lower).
+    algorithm: (options.algorithm ?? DEFAULTS.algorithm).toLowerCase(),
+    dataBlockSize,
+    hashBlockSize: options.hashBlockSize ?? DEFAULTS.hashBlockSize,
+    dataBlocks,
+    salt: options.salt === undefined ? randomBytes(DEFAULTS.saltSize) : parseSalt(options.salt),
+    // Kept as typed: veritysetup's format output echoes --uuid unchanged (upper case stays upper); dump, reading the
+    // stored bytes back, prints lower case.
+    uuid: superblock ? (options.uuid ?? randomUuid()) : null,
+    superblock,
+    hashOffset: options.hashOffset ?? 0,
+  });
+}
+
+/**
+ * Parameters for checking a tree without a superblock: everything must be repeated by the caller. A missing salt is
+ * an error here; veritysetup silently uses a random one and then fails verification (veritysetup-format.md §3.2).
+ */
+export function paramsWithoutSuperblock(options: TreeOptions, dataSize: number): VerityParams {
+  if (options.salt === undefined) {
+    throw new VerityError('E_PARAM', 'Without a superblock the salt must be given (use "-" for none).');
+  }
+  return paramsForFormat({ ...options, superblock: false }, dataSize);
+}
+
+export function paramsFromSuperblock(sb: Superblock, hashOffset: number): VerityParams {
+  return validateParams({
+    hashType: sb.hashType,
+    algorithm: sb.algorithm,
+    dataBlockSize: sb.dataBlockSize,
+    hashBlockSize: sb.hashBlockSize,
+    dataBlocks: sb.dataBlocks,
+    salt: sb.salt,
+    uuid: sb.uuid,
+    superblock: true,
+    hashOffset,
+  });
+}
+
+export function superblockFromParams(p: VerityParams): Superblock {
+  if (p.uuid === null) throw new VerityError('E_INTERNAL', 'A superblock needs a UUID.');
+  return {
+    version: 1,
+    hashType: p.hashType,
+    uuid: p.uuid,
+    algorithm: p.algorithm,
+    dataBlockSize: p.dataBlockSize,
+    hashBlockSize: p.hashBlockSize,
+    dataBlocks: p.dataBlocks,
+    salt: p.salt,
+  };
+}
+
+/** Options the caller gave that a superblock overrides with a different value (veritysetup ignores them silently). */
+export function ignoredOptions(options: TreeOptions, p: VerityParams): string[] {
+  const out: string[] = [];
+  const differs = (name: string, given: unknown, actual: unknown) => {
+    if (given !== undefined && given !== actual) out.push(`${name} ${String(given)} ignored: the superblock says ${String(actual)}`);
+  };
+  differs('hash', options.algorithm?.toLowerCase(), p.algorithm.toLowerCase());
+  differs('format', options.hashType, p.hashType);
+  differs('data block size', options.dataBlockSize, p.dataBlockSize);
+  differs('hash block size', options.hashBlockSize, p.hashBlockSize);
+  differs('data blocks', options.dataBlocks, p.dataBlocks);
+  return out;
+}

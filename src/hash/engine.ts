@@ -1,0 +1,40 @@
+/**
+ * The batch hashing interface the tree code is written against. One call hashes many equal-sized blocks, each with
+ * the salt placed as the tree format requires, and writes each digest at a stride into a destination: straight into
+ * the digest slots of the hash block being built, or packed into a scratch array.
+ */
+import type { HashAlgorithm } from '../format/algorithms.js';
+
+/** Format 1 prepends the salt to every block; format 0 (Chrome OS) appends it (verity_hash.c: verify_hash_block). */
+export type SaltPlacement = 'prefix' | 'suffix';
+
+export interface BlockHasherOptions {
+  algorithm: HashAlgorithm;
+  salt: Uint8Array;
+  saltPlacement: SaltPlacement;
+}
+
+export interface BlockHasher {
+  readonly digestSize: number;
+  /**
+   * Hashes `count` consecutive blocks of `blockSize` bytes starting at `src[0]` and writes digest `i` to
+   * `dst[dstOffset + i * dstStride ...]`. Bytes of `dst` between digests are left untouched.
+   */
+  hashBlocks(
+    src: Uint8Array,
+    blockSize: number,
+    count: number,
+    dst: Uint8Array,
+    dstOffset: number,
+    dstStride: number,
+  ): Promise<void>;
+}
+
+export interface HashEngine {
+  readonly name: string;
+  createBlockHasher(options: BlockHasherOptions): Promise<BlockHasher>;
+}
+
+export function saltPlacementFor(hashType: 0 | 1): SaltPlacement {
+  return hashType === 1 ? 'prefix' : 'suffix';
+}

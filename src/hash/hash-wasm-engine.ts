@@ -1,0 +1,36 @@
+/**
+ * hash-wasm engine: portable (browsers, any JS runtime with WebAssembly), so it is the pure core's default. It hashes
+ * one block per init/update/digest round trip, so it is slower than node:crypto on Node (wasm-sha256.md: ~170 MB/s).
+ */
+import { createSHA1, createSHA224, createSHA256, createSHA384, createSHA512, type IHasher } from 'hash-wasm';
+import { digestSize, type HashAlgorithm } from '../format/algorithms.js';
+import type { BlockHasher, BlockHasherOptions, HashEngine } from './engine.js';
+
+const FACTORIES: Record<HashAlgorithm, () => Promise<IHasher>> = {
+  sha1: createSHA1,
+  sha224: createSHA224,
+  sha256: createSHA256,
+  sha384: createSHA384,
+  sha512: createSHA512,
+};
+
+export const hashWasmEngine: HashEngine = {
+  name: 'hash-wasm',
+  async createBlockHasher({ algorithm, salt, saltPlacement }: BlockHasherOptions): Promise<BlockHasher> {
+    const h = await FACTORIES[algorithm]();
+    const prefix = saltPlacement === 'prefix' && salt.length > 0;
+    const suffix = saltPlacement === 'suffix' && salt.length > 0;
+    return {
+      digestSize: digestSize(algorithm),
+      async hashBlocks(src, blockSize, count, dst, dstOffset, dstStride) {
+        for (let i = 0; i < count; i++) {
+          h.init();
+          if (prefix) h.update(salt);
+          h.update(src.subarray(i * blockSize, (i + 1) * blockSize));
+          if (suffix) h.update(salt);
+          dst.set(h.digest('binary'), dstOffset + i * dstStride);
+        }
+      },
+    };
+  },
+};

@@ -1,0 +1,48 @@
+import type { ByteSource } from './source.js';
+import { readExactly } from './source.js';
+
+export interface BlockChunk {
+  /** Index of the first block in this chunk. */
+  first: number;
+  count: number;
+  /** `count * blockSize` bytes; valid only until the next chunk is requested. */
+  bytes: Uint8Array;
+}
+
+/** Bytes read per chunk: large enough to amortise calls, small enough to stay in L2 (wasm-sha256.md, pitfall 7). */
+export const CHUNK_BYTES = 1 << 20;
+
+/**
+ * Reads blocks [0, blocks) of `source` in chunks, into two reused buffers: the next chunk is read while the
+ * consumer works on the current one. No allocation per block or per chunk.
+ */
+export async function* readBlocks(
+  source: ByteSource,
+  blockSize: number,
+  blocks: number,
+  what: string,
+): AsyncGenerator<BlockChunk> {
+  const perChunk = Math.max(1, Math.floor(CHUNK_BYTES / blockSize));
+  const size = Math.min(blocks, perChunk) * blockSize;
+  const buffers = [new Uint8Array(size), new Uint8Array(size)];
+  const start = (first: number, slot: number): Promise<BlockChunk> => {
+    const count = Math.min(perChunk, blocks - first);
+    const bytes = buffers[slot]!.subarray(0, count * blockSize);
+    return readExactly(source, bytes, first * blockSize, what).then(() => ({ first, count, bytes }));
+  };
+  if (blocks <= 0) return;
+  let pending = start(0, 0);
+  let slot = 0;
+  for (;;) {
+    const chunk = await pending;
+    const next = chunk.first + chunk.count;
+    slot ^= 1;
+    if (next < blocks) {
+      pending = start(next, slot);
+      // Keep a rejected read-ahead from surfacing as an unhandled rejection if the consumer stops early.
+      pending.catch(() => {});
+    }
+    yield chunk;
+    if (next >= blocks) return;
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * Byte sources and sinks: the only I/O the pure core sees. Node files, browser Blobs or in-memory arrays implement
+ * them; the core never imports `node:*`.
+ */
+import { VerityError } from '../errors.js';
+
+export interface ByteSource {
+  /** Total size in bytes. */
+  readonly size: number;
+  /** Reads up to `dst.length` bytes at `position` into `dst`; returns how many were read (fewer only at the end). */
+  read(dst: Uint8Array, position: number): Promise<number>;
+}
+
+export interface ByteSink {
+  /** Writes all of `src` at `position`. */
+  write(src: Uint8Array, position: number): Promise<void>;
+}
+
+/** Fills `dst` from `position` or throws E_TRUNCATED naming `what`. */
+export async function readExactly(source: ByteSource, dst: Uint8Array, position: number, what: string): Promise<void> {
+  let done = 0;
+  while (done < dst.length) {
+    const n = await source.read(dst.subarray(done), position + done);
+    if (n <= 0) {
+      throw new VerityError(
+        'E_TRUNCATED',
+        `${what} ended early: needed ${dst.length} bytes at offset ${position}, got ${done}.`,
+      );
+    }
+    done += n;
+  }
+}
+
+/** An in-memory source, for tests and for callers that already hold the bytes. */
+export function bytesSource(bytes: Uint8Array): ByteSource {
+  return {
+    size: bytes.length,
+    async read(dst, position) {
+      if (position >= bytes.length) return 0;
+      const chunk = bytes.subarray(position, Math.min(bytes.length, position + dst.length));
+      dst.set(chunk);
+      return chunk.length;
+    },
+  };
+}
+
+/** An in-memory sink that grows as written, for tests and browsers. */
+export class MemorySink implements ByteSink {
+  private data = new Uint8Array(0);
+  private length = 0;
+
+  async write(src: Uint8Array, position: number): Promise<void> {
+    const end = position + src.length;
+    if (end > this.data.length) {
+      const grown = new Uint8Array(Math.max(end, this.data.length * 2));
+      grown.set(this.data.subarray(0, this.length));
+      this.data = grown;
+    }
+    this.data.set(src, position);
+    this.length = Math.max(this.length, end);
+  }
+
+  get bytes(): Uint8Array {
+    return this.data.subarray(0, this.length);
+  }
+}

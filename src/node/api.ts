@@ -1,0 +1,243 @@
+/**
+ * The Node library API over files and block devices: format, verify and dump, as `veritysetup` does them.
+ */
+import { promises as fs } from 'node:fs';
+import { resolveAlgorithm, digestSize } from '../format/algorithms.js';
+import { fromHex, toHex } from '../format/bytes.js';
+import { computeGeometry, type TreeGeometry } from '../format/geometry.js';
+import {
+  ignoredOptions,
+  paramsForFormat,
+  paramsFromSuperblock,
+  paramsWithoutSuperblock,
+  superblockFromParams,
+  type TreeOptions,
+} from '../format/options.js';
+import { SUPERBLOCK_SIZE, type VerityParams } from '../format/params.js';
+import { parseSuperblock, serializeSuperblock, type Superblock } from '../format/superblock.js';
+import type { HashEngine } from '../hash/engine.js';
+import { hashWasmEngine } from '../hash/hash-wasm-engine.js';
+import { nodeCryptoEngine } from '../hash/node-engine.js';
+import { checkedEngine, engineByName } from '../hash/select.js';
+import { readExactly, type ByteSource } from '../io/source.js';
+import { buildTree } from '../tree/build.js';
+import type { PassOptions } from '../tree/progress.js';
+import { verifyTree, type VerifyResult } from '../tree/verify.js';
+import { VerityError } from '../errors.js';
+import {
+  createAtomic,
+  fsBlockSize,
+  openFileSource,
+  openInPlace,
+  sameFile,
+  statOrNull,
+  writeFileAtomic,
+  type FileSink,
+} from './files.js';
+
+export const ENGINES: readonly HashEngine[] = [nodeCryptoEngine, hashWasmEngine];
+
+export interface RunOptions extends PassOptions {
+  /** A hash engine or its name (`node-crypto`, the default, or `hash-wasm`). */
+  engine?: HashEngine | string;
+}
+
+async function engineFor(params: VerityParams, engine: HashEngine | string | undefined): Promise<HashEngine> {
+  const chosen = typeof engine === 'string' ? engineByName(ENGINES, engine) : (engine ?? nodeCryptoEngine);
+  return checkedEngine(chosen, resolveAlgorithm(params.algorithm));
+}
+
+export interface FormatOptions extends TreeOptions, RunOptions {
+  /** Also write the root hash, as lower-case hex without a newline, to this file. */
+  rootHashFile?: string;
+}
+
+export interface FormatResult {
+  params: VerityParams;
+  geometry: TreeGeometry;
+  rootHash: Uint8Array;
+}
+
+function checkOverlap(params: VerityParams, dataPath: string, hashPath: string): void {
+  if (params.dataBlocks * params.dataBlockSize > params.hashOffset) {
+    throw new VerityError(
+      'E_OVERLAP',
+      `Data area overlaps with hash area: ${dataPath} and ${hashPath} are the same file, the data covers ` +
+        `${params.dataBlocks * params.dataBlockSize} bytes and the hash area starts at ${params.hashOffset}.`,
+    );
+  }
+}
+
+/**
+ * Writes the superblock the way veritysetup does (lib/verity/verity.c: VERITY_write_sb → write_lseek_blockwise): a
+ * read-modify-write of the surrounding block of min(filesystem block, hash block) bytes. In a short or new file the
+ * rest of that block becomes zeros, so the file grows to the block's end; existing bytes around it are kept.
+ */
+async function writeSuperblock(sink: FileSink, params: VerityParams, hashPath: string): Promise<void> {
+  const bs = Math.min(params.hashBlockSize, await fsBlockSize(hashPath));
+  const blockStart = Math.floor(params.hashOffset / bs) * bs;
+  const block = new Uint8Array(bs);
+  await sink.read(block, blockStart);
+  block.set(serializeSuperblock(superblockFromParams(params)), params.hashOffset - blockStart);
+  await sink.write(block, blockStart);
+}
+
+/**
+ * Builds the hash tree of `dataPath` into `hashPath`. A new hash file is written beside its destination and renamed
+ * into place when complete. An existing one (or the data file itself, with `hashOffset`) is updated in place like
+ * veritysetup does, keeping its other bytes; its old superblock is cleared first and the new one written last, so an
+ * interrupted run never leaves a superblock over an incomplete tree.
+ */
+export async function formatFiles(dataPath: string, hashPath: string, options: FormatOptions = {}): Promise<FormatResult> {
+  const data = await openFileSource(dataPath);
+  try {
+    const params = paramsForFormat(options, data.size);
+    const existing = await statOrNull(hashPath);
+    if (existing && sameFile(existing, data.stats)) checkOverlap(params, dataPath, hashPath);
+    computeGeometry(params);
+    const engine = await engineFor(params, options.engine);
+
+    if (existing) {
+      const sink = await openInPlace(hashPath);
+      try {
+        if (params.superblock) await sink.write(new Uint8Array(SUPERBLOCK_SIZE), params.hashOffset);
+        const result = await buildTree(params, data, sink, engine, options);
+        await sink.sync();
+        if (params.superblock) {
+          await writeSuperblock(sink, params, hashPath);
+          await sink.sync();
+        }
+        await finishFormat(result.rootHash, options);
+        return { params, ...result };
+      } finally {
+        await sink.close();
+      }
+    }
+    const out = await createAtomic(hashPath);
+    try {
+      const result = await buildTree(params, data, out.sink, engine, options);
+      if (params.superblock) await writeSuperblock(out.sink, params, hashPath);
+      await out.commit();
+      await finishFormat(result.rootHash, options);
+      return { params, ...result };
+    } finally {
+      await out.abort();
+    }
+  } finally {
+    await data.close();
+  }
+}
+
+async function finishFormat(rootHash: Uint8Array, options: FormatOptions): Promise<void> {
+  if (options.rootHashFile !== undefined) await writeFileAtomic(options.rootHashFile, toHex(rootHash));
+}
+
+/**
+ * Reads a root hash file like veritysetup: exactly 2 × digest-size hex characters from its start (a trailing
+ * newline or anything after is ignored). A missing file is an error (veritysetup 2.6.1 exits 0 there, §3.4 bug 1).
+ */
+export async function readRootHashFile(path: string, digestBytes: number): Promise<Uint8Array> {
+  let text: string;
+  try {
+    const stats = await fs.stat(path);
+    if (!stats.isFile()) throw new VerityError('E_PARAM', `Invalid root hash file ${path}: not a regular file.`);
+    text = await fs.readFile(path, 'latin1');
+  } catch (e) {
+    if (e instanceof VerityError) throw e;
+    throw new VerityError('E_NOT_FOUND', `Cannot read root hash file ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  if (text.length < 2 * digestBytes) {
+    throw new VerityError(
+      'E_PARAM',
+      `Invalid root hash file ${path}: it holds ${text.length} characters, a root hash needs ${2 * digestBytes}.`,
+    );
+  }
+  return fromHex(text.slice(0, 2 * digestBytes), `root hash in ${path}`);
+}
+
+export interface VerifyOptions extends TreeOptions, RunOptions {
+  /** The expected root hash, as bytes or hex. */
+  rootHash?: Uint8Array | string;
+  /** Read the expected root hash from this file instead (it wins over `rootHash`, as in veritysetup). */
+  rootHashFile?: string;
+}
+
+export interface VerifyOutcome extends VerifyResult {
+  params: VerityParams;
+  /** Options that a superblock overrode. */
+  warnings: string[];
+}
+
+async function readSuperblockAt(hash: ByteSource, hashOffset: number, hashPath: string): Promise<Superblock> {
+  if (!Number.isSafeInteger(hashOffset) || hashOffset < 0 || hashOffset % SUPERBLOCK_SIZE !== 0) {
+    throw new VerityError('E_PARAM', `Unsupported VERITY hash offset ${hashOffset}: it must be a non-negative multiple of 512.`);
+  }
+  if (hash.size < hashOffset + SUPERBLOCK_SIZE) {
+    throw new VerityError(
+      'E_BAD_SUPERBLOCK',
+      `Device ${hashPath} is not a valid VERITY device: it is ${hash.size} bytes, too short for a superblock at offset ${hashOffset}.`,
+    );
+  }
+  const bytes = new Uint8Array(SUPERBLOCK_SIZE);
+  await readExactly(hash, bytes, hashOffset, 'Hash device');
+  try {
+    return parseSuperblock(bytes);
+  } catch (e) {
+    if (e instanceof VerityError) {
+      throw new VerityError(e.code, `Device ${hashPath} is not a valid VERITY device: ${e.message}`, { cause: e });
+    }
+    throw e;
+  }
+}
+
+export async function verifyFiles(dataPath: string, hashPath: string, options: VerifyOptions): Promise<VerifyOutcome> {
+  const data = await openFileSource(dataPath);
+  try {
+    const hash = await openFileSource(hashPath);
+    try {
+      const superblock = options.superblock ?? true;
+      const params = superblock
+        ? paramsFromSuperblock(await readSuperblockAt(hash, options.hashOffset ?? 0, hashPath), options.hashOffset ?? 0)
+        : paramsWithoutSuperblock(options, data.size);
+      if (sameFile(data.stats, hash.stats)) checkOverlap(params, dataPath, hashPath);
+      const digestBytes = digestSize(resolveAlgorithm(params.algorithm));
+      let expected: Uint8Array;
+      if (options.rootHashFile !== undefined) expected = await readRootHashFile(options.rootHashFile, digestBytes);
+      else if (options.rootHash !== undefined) {
+        expected = typeof options.rootHash === 'string' ? fromHex(options.rootHash, 'root hash string') : options.rootHash;
+      } else throw new VerityError('E_PARAM', 'A root hash is required: give it as an argument or with a root hash file.');
+      if (expected.length !== digestBytes) {
+        throw new VerityError(
+          'E_PARAM',
+          `Invalid root hash string specified: ${expected.length} bytes, but ${params.algorithm} digests are ${digestBytes} bytes.`,
+        );
+      }
+      const engine = await engineFor(params, options.engine);
+      const result = await verifyTree(params, data, hash, expected, engine, options);
+      return { ...result, params, warnings: superblock ? ignoredOptions(options, params) : [] };
+    } finally {
+      await hash.close();
+    }
+  } finally {
+    await data.close();
+  }
+}
+
+export interface DumpResult {
+  superblock: Superblock;
+  params: VerityParams;
+  geometry: TreeGeometry;
+}
+
+/** Reads and validates the superblock at `hashOffset` (default 0) of `hashPath`. */
+export async function dumpFile(hashPath: string, options: { hashOffset?: number } = {}): Promise<DumpResult> {
+  const hash = await openFileSource(hashPath);
+  try {
+    const hashOffset = options.hashOffset ?? 0;
+    const superblock = await readSuperblockAt(hash, hashOffset, hashPath);
+    const params = paramsFromSuperblock(superblock, hashOffset);
+    return { superblock, params, geometry: computeGeometry(params) };
+  } finally {
+    await hash.close();
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * The JSON documents `--json` prints: one per command, versioned by `schemaVersion`. Fields are only ever added
+ * within a version; a rename or removal bumps it. README.md documents every field.
+ */
+import { toHex } from '../format/bytes.js';
+import type { TreeGeometry } from '../format/geometry.js';
+import type { VerityParams } from '../format/params.js';
+import type { VerifyResult } from '../tree/verify.js';
+import type { BlockRange } from './ranges.js';
+
+export const SCHEMA_VERSION = 1;
+
+export interface JsonRange {
+  first: number;
+  last: number;
+  count: number;
+  /** Byte offset of the first block on its device. */
+  offset: number;
+  /** Bytes covered. */
+  length: number;
+}
+
+function jsonRanges(ranges: BlockRange[], blockSize: number, base = 0): JsonRange[] {
+  return ranges.map((r) => ({
+    first: r.first,
+    last: r.first + r.count - 1,
+    count: r.count,
+    offset: base + r.first * blockSize,
+    length: r.count * blockSize,
+  }));
+}
+
+function count(ranges: BlockRange[]): number {
+  return ranges.reduce((sum, r) => sum + r.count, 0);
+}
+
+export function paramsJson(p: VerityParams) {
+  return {
+    hashType: p.hashType,
+    algorithm: p.algorithm,
+    dataBlockSize: p.dataBlockSize,
+    hashBlockSize: p.hashBlockSize,
+    dataBlocks: p.dataBlocks,
+    salt: p.salt.length > 0 ? toHex(p.salt) : '-',
+    uuid: p.uuid === null ? null : p.uuid.toLowerCase(),
+    superblock: p.superblock,
+    hashOffset: p.hashOffset,
+  };
+}
+
+export function treeJson(p: VerityParams, g: TreeGeometry) {
+  return {
+    digestSize: g.digestSize,
+    hashesPerBlock: g.hashesPerBlock,
+    hashStartBlock: g.hashStartBlock,
+    hashBlocks: g.hashBlocks,
+    hashDeviceSize: g.hashDeviceSize,
+    levels: g.levels.map((l) => ({
+      level: l.level,
+      blocks: l.blocks,
+      startBlock: l.startBlock,
+      offset: l.startBlock * p.hashBlockSize,
+    })),
+  };
+}
+
+export function formatJson(dataPath: string, hashPath: string, p: VerityParams, g: TreeGeometry, rootHash: Uint8Array) {
+  return {
+    schemaVersion: SCHEMA_VERSION,
+    command: 'format',
+    status: 'ok',
+    exitCode: 0,
+    data: { path: dataPath },
+    hash: { path: hashPath },
+    params: paramsJson(p),
+    tree: treeJson(p, g),
+    rootHash: toHex(rootHash),
+  };
+}
+
+export function dumpJson(hashPath: string, p: VerityParams, g: TreeGeometry) {
+  return {
+    schemaVersion: SCHEMA_VERSION,
+    command: 'dump',
+    status: 'ok',
+    exitCode: 0,
+    hash: { path: hashPath },
+    params: paramsJson(p),
+    tree: treeJson(p, g),
+  };
+}
+
+export function verifyJson(
+  dataPath: string,
+  hashPath: string,
+  p: VerityParams,
+  r: VerifyResult,
+  exitCode: number,
+  warnings: string[],
+) {
+  const hbs = p.hashBlockSize;
+  return {
+    schemaVersion: SCHEMA_VERSION,
+    command: 'verify',
+    status: r.status,
+    exitCode,
+    data: {
+      path: dataPath,
+      blocks: p.dataBlocks,
+      blockSize: p.dataBlockSize,
+      corruptBlocks: count(r.data.corrupt),
+      corrupt: jsonRanges(r.data.corrupt, p.dataBlockSize),
+      unverifiedBlocks: count(r.data.unverified),
+      unverified: jsonRanges(r.data.unverified, p.dataBlockSize),
+    },
+    hash: { path: hashPath },
+    params: paramsJson(p),
+    rootHash: { expected: toHex(r.expectedRoot), actual: toHex(r.actualRoot), matches: r.status !== 'root-mismatch' && toHex(r.expectedRoot) === toHex(r.actualRoot) },
+    tree: {
+      ...treeJson(p, r.geometry),
+      corruptBlocks: r.levels.reduce((sum, l) => sum + count(l.corrupt), 0),
+      levels: r.levels.map((l) => ({
+        level: l.level,
+        blocks: l.blocks,
+        startBlock: l.startBlock,
+        offset: l.startBlock * hbs,
+        corrupt: jsonRanges(l.corrupt, hbs, l.startBlock * hbs),
+        unverified: jsonRanges(l.unverified, hbs, l.startBlock * hbs),
+        spare: jsonRanges(l.spare, hbs, l.startBlock * hbs),
+      })),
+    },
+    warnings,
+  };
+}
+
+export function errorJson(command: string, code: string, message: string, exitCode: number) {
+  return { schemaVersion: SCHEMA_VERSION, command, status: 'error', exitCode, error: { code, message } };
+}

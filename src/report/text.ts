@@ -1,0 +1,113 @@
+/**
+ * Text output. The header block is byte-for-byte what veritysetup 2.6.1 prints for `format` and `dump`
+ * (lib/verity/verity.c: VERITY_dump; veritysetup-format.md §1.4), so scripts that grep it keep working.
+ */
+import { toHex } from '../format/bytes.js';
+import type { TreeGeometry } from '../format/geometry.js';
+import type { VerityParams } from '../format/params.js';
+import type { VerifyResult } from '../tree/verify.js';
+import type { BlockRange } from './ranges.js';
+
+/** `rootHash` only for format (dump never knows it). */
+export function renderHeader(hashPath: string, params: VerityParams, geometry: TreeGeometry, rootHash?: Uint8Array): string {
+  const lines = [
+    `VERITY header information for ${hashPath}`,
+    `UUID:            \t${params.superblock ? (params.uuid ?? '') : ''}`,
+    `Hash type:       \t${params.hashType}`,
+    `Data blocks:     \t${params.dataBlocks}`,
+    `Data block size: \t${params.dataBlockSize}`,
+    `Hash blocks:     \t${geometry.hashBlocks}`,
+    `Hash block size: \t${params.hashBlockSize}`,
+    `Hash algorithm:  \t${params.algorithm}`,
+    `Salt:            \t${params.salt.length > 0 ? toHex(params.salt) : '-'}`,
+  ];
+  if (rootHash) lines.push(`Root hash:      \t${toHex(rootHash)}`);
+  if (params.hashOffset === 0) lines.push(`Hash device size: \t${geometry.hashDeviceSize} [bytes]`);
+  return lines.join('\n') + '\n';
+}
+
+/** How many ranges of each kind the text report lists before pointing to --json. */
+export const TEXT_RANGE_LIMIT = 10;
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+function total(ranges: BlockRange[]): number {
+  return ranges.reduce((sum, r) => sum + r.count, 0);
+}
+
+function listRanges(ranges: BlockRange[], blockSize: number, base: number, where: string, indent: string): string[] {
+  const out = ranges.slice(0, TEXT_RANGE_LIMIT).map((r) => {
+    const start = base + r.first * blockSize;
+    const end = start + r.count * blockSize - 1;
+    const which = r.count === 1 ? `block ${r.first}` : `blocks ${r.first}-${r.first + r.count - 1} (${r.count})`;
+    return `${indent}${which} at ${where} bytes ${start}-${end}`;
+  });
+  if (ranges.length > TEXT_RANGE_LIMIT) out.push(`${indent}… and ${ranges.length - TEXT_RANGE_LIMIT} more ranges (--json lists all)`);
+  return out;
+}
+
+/** Human report of a verification: a summary line, then every kind of damage found (the first ranges of each). */
+export function renderVerify(result: VerifyResult, params: VerityParams): string {
+  const hbs = params.hashBlockSize;
+  const dataBad = total(result.data.corrupt);
+  const treeBad = result.levels.reduce((sum, l) => sum + total(l.corrupt), 0);
+  const spareBad = result.levels.reduce((sum, l) => sum + total(l.spare), 0);
+  const lines: string[] = [];
+  if (result.status === 'ok') {
+    lines.push(
+      `Verification succeeded: ${plural(params.dataBlocks, 'data block')} and ${plural(result.geometry.hashBlocks, 'hash block')} match root hash ${toHex(result.expectedRoot)}.`,
+    );
+    return lines.join('\n') + '\n';
+  }
+  if (result.status === 'root-mismatch') {
+    lines.push(`Root hash mismatch: the hash tree's root is ${toHex(result.actualRoot)}, expected ${toHex(result.expectedRoot)}.`);
+  }
+  const parts = [];
+  if (dataBad > 0) parts.push(plural(dataBad, 'corrupted data block'));
+  if (treeBad > 0) parts.push(plural(treeBad, 'corrupted hash block'));
+  if (spareBad > 0) parts.push(plural(spareBad, 'hash block') + ' with non-zero spare bytes');
+  if (parts.length > 0) lines.push(`Verification failed: ${parts.join(', ')}.`);
+  else if (result.status === 'root-mismatch') lines.push('The hash tree is consistent with the data: the root hash given does not belong to this image.');
+
+  if (dataBad > 0) {
+    lines.push(`Corrupted data blocks (${dataBad} in ${plural(result.data.corrupt.length, 'range')}):`);
+    lines.push(...listRanges(result.data.corrupt, params.dataBlockSize, 0, 'data', '  '));
+  }
+  for (const level of [...result.levels].reverse()) {
+    const base = level.startBlock * hbs;
+    if (level.corrupt.length > 0) {
+      lines.push(`Corrupted hash blocks, level ${level.level} (${total(level.corrupt)} of ${level.blocks}):`);
+      lines.push(...listRanges(level.corrupt, hbs, base, 'hash', '  '));
+    }
+    if (level.spare.length > 0) {
+      lines.push(`Hash blocks with non-zero spare bytes, level ${level.level}:`);
+      lines.push(...listRanges(level.spare, hbs, base, 'hash', '  '));
+    }
+  }
+  const unverified = total(result.data.unverified);
+  if (unverified > 0) {
+    lines.push(`Unverified data blocks (below a corrupted hash block, cannot be checked): ${unverified}`);
+    lines.push(...listRanges(result.data.unverified, params.dataBlockSize, 0, 'data', '  '));
+  }
+  return lines.join('\n') + '\n';
+}
+
+/**
+ * veritysetup's stderr lines for the same outcome (veritysetup-format.md §3.3, §4.1), for scripts that match them.
+ * The position is the first damaged block in veritysetup's scan order: data first, then the tree bottom-up.
+ */
+export function veritysetupLines(result: VerifyResult, params: VerityParams): string {
+  if (result.status === 'ok') return '';
+  if (result.status === 'root-mismatch') return 'Verification of root hash failed.\n';
+  let position: number | undefined;
+  const firstData = result.data.corrupt[0];
+  if (firstData) position = firstData.first * params.dataBlockSize;
+  for (const level of result.levels) {
+    const first = level.corrupt[0];
+    if (position === undefined && first) position = (level.startBlock + first.first) * params.hashBlockSize;
+  }
+  const head = position === undefined ? '' : `Verification failed at position ${position}.\n`;
+  return `${head}Verification of data area failed.\n`;
+}
