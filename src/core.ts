@@ -26,8 +26,8 @@ export { computeGeometry, hashStartBlock, type TreeGeometry, type TreeLevel } fr
 export type { BlockHasher, BlockHasherOptions, HashEngine, SaltPlacement } from './hash/engine.js';
 export { hashWasmEngine } from './hash/hash-wasm-engine.js';
 export { selfTest } from './hash/self-test.js';
-export { bytesSource, MemorySink, readExactly, type ByteSink, type ByteSource } from './io/source.js';
-export { buildTree, type BuildResult } from './tree/build.js';
+export { bytesSource, MemorySink, readExactly, type ByteSink, type ByteSource, type ReadWriteSink } from './io/source.js';
+export { buildTree, formatImage, writeSuperblock, type BuildResult } from './tree/build.js';
 export { verifyTree, type LevelReport, type VerifyResult, type VerifyStatus } from './tree/verify.js';
 export type { Progress, PassOptions } from './tree/progress.js';
 export { RangeSet, type BlockRange } from './report/ranges.js';

@@ -16,6 +16,11 @@ export interface ByteSink {
   write(src: Uint8Array, position: number): Promise<void>;
 }
 
+/** A sink that can read back what it holds (short reads past its end), for read-modify-write. */
+export interface ReadWriteSink extends ByteSink {
+  read(dst: Uint8Array, position: number): Promise<number>;
+}
+
 /** Fills `dst` from `position` or throws E_TRUNCATED naming `what`. */
 export async function readExactly(source: ByteSource, dst: Uint8Array, position: number, what: string): Promise<void> {
   let done = 0;
@@ -45,7 +50,7 @@ export function bytesSource(bytes: Uint8Array): ByteSource {
 }
 
 /** An in-memory sink that grows as written, for tests and browsers. */
-export class MemorySink implements ByteSink {
+export class MemorySink implements ReadWriteSink {
   private data = new Uint8Array(0);
   private length = 0;
 
@@ -58,6 +63,13 @@ export class MemorySink implements ByteSink {
     }
     this.data.set(src, position);
     this.length = Math.max(this.length, end);
+  }
+
+  async read(dst: Uint8Array, position: number): Promise<number> {
+    if (position >= this.length) return 0;
+    const chunk = this.data.subarray(position, Math.min(this.length, position + dst.length));
+    dst.set(chunk);
+    return chunk.length;
   }
 
   get bytes(): Uint8Array {

@@ -10,17 +10,16 @@ import {
   paramsForFormat,
   paramsFromSuperblock,
   paramsWithoutSuperblock,
-  superblockFromParams,
   type TreeOptions,
 } from '../format/options.js';
 import { SUPERBLOCK_SIZE, type VerityParams } from '../format/params.js';
-import { parseSuperblock, serializeSuperblock, type Superblock } from '../format/superblock.js';
+import { parseSuperblock, type Superblock } from '../format/superblock.js';
 import type { HashEngine } from '../hash/engine.js';
 import { hashWasmEngine } from '../hash/hash-wasm-engine.js';
 import { nodeCryptoEngine } from '../hash/node-engine.js';
 import { checkedEngine, engineByName } from '../hash/select.js';
 import { readExactly, type ByteSource } from '../io/source.js';
-import { buildTree } from '../tree/build.js';
+import { buildTree, formatImage, writeSuperblock } from '../tree/build.js';
 import type { PassOptions } from '../tree/progress.js';
 import { verifyTree, type VerifyResult } from '../tree/verify.js';
 import { VerityError } from '../errors.js';
@@ -32,7 +31,6 @@ import {
   sameFile,
   statOrNull,
   writeFileAtomic,
-  type FileSink,
 } from './files.js';
 
 export const ENGINES: readonly HashEngine[] = [nodeCryptoEngine, hashWasmEngine];
@@ -69,20 +67,6 @@ function checkOverlap(params: VerityParams, dataPath: string, hashPath: string):
 }
 
 /**
- * Writes the superblock the way veritysetup does (lib/verity/verity.c: VERITY_write_sb → write_lseek_blockwise): a
- * read-modify-write of the surrounding block of min(filesystem block, hash block) bytes. In a short or new file the
- * rest of that block becomes zeros, so the file grows to the block's end; existing bytes around it are kept.
- */
-async function writeSuperblock(sink: FileSink, params: VerityParams, hashPath: string): Promise<void> {
-  const bs = Math.min(params.hashBlockSize, await fsBlockSize(hashPath));
-  const blockStart = Math.floor(params.hashOffset / bs) * bs;
-  const block = new Uint8Array(bs);
-  await sink.read(block, blockStart);
-  block.set(serializeSuperblock(superblockFromParams(params)), params.hashOffset - blockStart);
-  await sink.write(block, blockStart);
-}
-
-/**
  * Builds the hash tree of `dataPath` into `hashPath`. A new hash file is written beside its destination and renamed
  * into place when complete. An existing one (or the data file itself, with `hashOffset`) is updated in place like
  * veritysetup does, keeping its other bytes; its old superblock is cleared first and the new one written last, so an
@@ -104,7 +88,7 @@ export async function formatFiles(dataPath: string, hashPath: string, options: F
         const result = await buildTree(params, data, sink, engine, options);
         await sink.sync();
         if (params.superblock) {
-          await writeSuperblock(sink, params, hashPath);
+          await writeSuperblock(sink, params, await fsBlockSize(hashPath));
           await sink.sync();
         }
         await finishFormat(result.rootHash, options);
@@ -115,8 +99,8 @@ export async function formatFiles(dataPath: string, hashPath: string, options: F
     }
     const out = await createAtomic(hashPath);
     try {
-      const result = await buildTree(params, data, out.sink, engine, options);
-      if (params.superblock) await writeSuperblock(out.sink, params, hashPath);
+      const deviceBlockSize = await fsBlockSize(hashPath);
+      const result = await formatImage(params, data, out.sink, engine, { ...options, deviceBlockSize });
       await out.commit();
       await finishFormat(result.rootHash, options);
       return { params, ...result };

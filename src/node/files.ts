@@ -6,7 +6,8 @@ import { randomBytes } from 'node:crypto';
 import { constants, promises as fs, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { VerityError } from '../errors.js';
-import type { ByteSink, ByteSource } from '../io/source.js';
+import { DEFAULT_DEVICE_BLOCK_SIZE } from '../tree/build.js';
+import type { ByteSource, ReadWriteSink } from '../io/source.js';
 
 function ioError(e: unknown, path: string, doing: string): VerityError {
   const code = (e as NodeJS.ErrnoException).code;
@@ -67,9 +68,7 @@ export async function openFileSource(path: string): Promise<FileSource> {
   }
 }
 
-export interface FileSink extends ByteSink {
-  /** Reads back what is at `position` (zeros past the end), for read-modify-write. */
-  read(dst: Uint8Array, position: number): Promise<number>;
+export interface FileSink extends ReadWriteSink {
   sync(): Promise<void>;
   close(): Promise<void>;
 }
@@ -192,11 +191,10 @@ export function sameFile(a: Stats, b: Stats): boolean {
  * (lib/utils_device.c: device_block_size_fd): the filesystem's f_bsize, capped at the page size.
  */
 export async function fsBlockSize(path: string): Promise<number> {
-  const PAGE_SIZE = 4096;
   try {
     const { bsize } = await fs.statfs(dirname(path));
-    return bsize > 0 && bsize <= PAGE_SIZE ? bsize : PAGE_SIZE;
+    return bsize > 0 && bsize <= DEFAULT_DEVICE_BLOCK_SIZE ? bsize : DEFAULT_DEVICE_BLOCK_SIZE;
   } catch {
-    return PAGE_SIZE;
+    return DEFAULT_DEVICE_BLOCK_SIZE;
   }
 }

@@ -3,7 +3,9 @@ import { computeGeometry, type TreeGeometry } from '../format/geometry.js';
 import type { VerityParams } from '../format/params.js';
 import { saltPlacementFor, type HashEngine } from '../hash/engine.js';
 import { readBlocks } from '../io/block-reader.js';
-import { type ByteSink, type ByteSource } from '../io/source.js';
+import type { ByteSink, ByteSource, ReadWriteSink } from '../io/source.js';
+import { superblockFromParams } from '../format/options.js';
+import { serializeSuperblock } from '../format/superblock.js';
 import { VerityError } from '../errors.js';
 import { LevelChain, type LevelSink } from './level-chain.js';
 import type { PassOptions } from './progress.js';
@@ -72,4 +74,44 @@ export async function buildTree(
   };
   const rootHash = await runChain(params, geometry, data, engine, sink, options);
   return { rootHash, geometry };
+}
+
+/**
+ * The page size veritysetup caps its I/O block at (lib/utils_device.c: device_block_size_fd). A caller that knows
+ * the filesystem block size of the hash file passes the smaller of the two.
+ */
+export const DEFAULT_DEVICE_BLOCK_SIZE = 4096;
+
+/**
+ * Writes the superblock as veritysetup does (lib/verity/verity.c: VERITY_write_sb → write_lseek_blockwise): a
+ * read-modify-write of the surrounding block of min(device block, hash block) bytes. In a short or new file the rest
+ * of that block becomes zeros, so the file grows to the block's end; existing bytes around it are kept.
+ */
+export async function writeSuperblock(
+  sink: ReadWriteSink,
+  params: VerityParams,
+  deviceBlockSize = DEFAULT_DEVICE_BLOCK_SIZE,
+): Promise<void> {
+  const bs = Math.min(params.hashBlockSize, deviceBlockSize);
+  const blockStart = Math.floor(params.hashOffset / bs) * bs;
+  const block = new Uint8Array(bs);
+  await sink.read(block, blockStart);
+  block.set(serializeSuperblock(superblockFromParams(params)), params.hashOffset - blockStart);
+  await sink.write(block, blockStart);
+}
+
+/**
+ * What `veritysetup format` writes to the hash device: the tree, then (with a superblock) the superblock, in that
+ * order (lib/setup.c: _crypt_format_verity).
+ */
+export async function formatImage(
+  params: VerityParams,
+  data: ByteSource,
+  hash: ReadWriteSink,
+  engine: HashEngine,
+  options: PassOptions & { deviceBlockSize?: number } = {},
+): Promise<BuildResult> {
+  const result = await buildTree(params, data, hash, engine, options);
+  if (params.superblock) await writeSuperblock(hash, params, options.deviceBlockSize);
+  return result;
 }

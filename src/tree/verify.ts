@@ -64,7 +64,8 @@ export async function verifyTree(
     );
   }
   checkDataSize(params, data);
-  if (hash.size < geometry.hashDeviceSize) {
+  // With one data block there is no tree (the root is that block's digest), so nothing is read from the hash device.
+  if (geometry.hashBlocks > 0 && hash.size < geometry.hashDeviceSize) {
     throw new VerityError(
       'E_TRUNCATED',
       `Hash device is too small: ${hash.size} bytes, but the tree needs ${geometry.hashDeviceSize}.`,
