@@ -2,10 +2,11 @@
 // Runs the built CLI (dist/), exactly as a user would; outputs go to samples/out/ (git-ignored).
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, openSync, rmSync, writeSync, closeSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const here = dirname(fileURLToPath(import.meta.url));
+// Relative paths, so the output reads as it would for a user in the repository root.
+const here = relative(process.cwd(), dirname(fileURLToPath(import.meta.url))) || '.';
 const cli = join(here, '..', 'dist', 'cli', 'main.js');
 const image = join(here, 'rootfs.ext4');
 const out = join(here, 'out');
@@ -15,7 +16,7 @@ mkdirSync(out, { recursive: true });
 rmSync(hash, { force: true });
 
 function verity(...args) {
-  console.log(`\n$ verity ${args.map((a) => a.replace(here + '/', 'samples/')).join(' ')}`);
+  console.log(`\n$ verity ${args.join(' ')}`);
   const r = spawnSync(process.execPath, [cli, ...args], { stdio: 'inherit' });
   console.log(`(exit ${r.status})`);
   return r.status;

@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeData, type DataSpec, type Fill } from '../test/support/data.js';
+import { GOLDEN_HASHES, type CaseOptions, type CaseSpec, type GoldenCase, type GoldenHash } from '../test/golden/types.js';
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Constants
@@ -36,41 +37,10 @@ const SB_IO_BLOCK = 4096;
 const UPSTREAM_SALT = 'e48da609055204e89ae53b655ca2216dd983cf3cb829f34f63a297d106d53e2d';
 const EXAMPLE_UUID = 'a60c98d2-ae9b-4865-bfcb-b4e3ace11033';
 
-const HASHES = ['sha1', 'sha224', 'sha256', 'sha384', 'sha512'] as const;
-type HashName = (typeof HASHES)[number];
+const HASHES = GOLDEN_HASHES;
+type HashName = GoldenHash;
 const DIGEST_SIZE: Record<HashName, number> = { sha1: 20, sha224: 28, sha256: 32, sha384: 48, sha512: 64 };
 const BLOCK_SIZES = [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536] as const;
-
-// ---------------------------------------------------------------------------------------------------------------------
-// Output types (the shape consumed by the tests)
-
-interface CaseOptions {
-  hash: HashName;
-  format: 0 | 1;
-  dataBlockSize: number;
-  hashBlockSize: number;
-  /** Hex as passed to --salt=, "-" for no salt, "" for an empty --salt=. */
-  salt: string;
-  /** As passed to --uuid=, or null when none was passed (--no-superblock). */
-  uuid: string | null;
-  noSuperblock: boolean;
-  hashOffset: number;
-  dataBlocks: number | null;
-  sameFile: boolean;
-}
-
-interface CaseSpec {
-  name: string;
-  data: DataSpec;
-  options: CaseOptions;
-}
-
-interface GoldenCase extends CaseSpec {
-  args: string[];
-  rootHash: string;
-  hashImage: { size: number; sha256: string };
-  stdout: string;
-}
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Deterministic PRNG (mulberry32) and helpers

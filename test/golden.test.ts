@@ -8,41 +8,17 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runCli } from '../src/cli/program.js';
 import { bytesSource, MemorySink, toHex } from '../src/core.js';
 import { paramsForFormat } from '../src/format/options.js';
 import { hashWasmEngine } from '../src/hash/hash-wasm-engine.js';
 import { nodeCryptoEngine } from '../src/hash/node-engine.js';
 import { formatImage } from '../src/tree/build.js';
 import { verifyFiles } from '../src/node/api.js';
-import { makeData, type DataSpec } from './support/data.js';
-import { captureIo } from './support/io.js';
+import { makeData } from './support/data.js';
+import type { GoldenCase, GoldenFile } from './golden/types.js';
+import { runCaptured } from './support/cli-harness.js';
 
-interface GoldenCase {
-  name: string;
-  data: DataSpec;
-  options: {
-    hash: string;
-    format: 0 | 1;
-    dataBlockSize: number;
-    hashBlockSize: number;
-    salt: string;
-    uuid: string | null;
-    noSuperblock: boolean;
-    hashOffset: number;
-    dataBlocks: number | null;
-    sameFile: boolean;
-  };
-  args: string[];
-  rootHash: string;
-  hashImage: { size: number; sha256: string };
-  stdout: string;
-}
-
-const golden = JSON.parse(readFileSync(new URL('./golden/vectors.json', import.meta.url), 'utf8')) as {
-  veritysetup: string;
-  cases: GoldenCase[];
-};
+const golden = JSON.parse(readFileSync(new URL('./golden/vectors.json', import.meta.url), 'utf8')) as GoldenFile;
 
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
@@ -77,11 +53,10 @@ describe(`golden vectors from ${golden.veritysetup}`, () => {
       writeFileSync(dataPath, makeData(c.data));
       rmSync(hashPath === dataPath ? join(dir, 'none') : hashPath, { force: true });
       const args = c.args.map((a) => a.replaceAll('<DATA>', dataPath).replaceAll('<HASH>', hashPath));
-      const io = captureIo();
-      const code = await runCli([...args, '--no-progress'], io);
-      expect(io.stderr.text.replace(/^WARNING: Kernel cannot activate.*\n/m, '')).toBe('');
-      expect(code).toBe(0);
-      expect(io.stdout.text).toBe(c.stdout.replaceAll('<HASH>', hashPath));
+      const run = await runCaptured([...args, '--no-progress']);
+      expect(run.stderr.replace(/^WARNING: Kernel cannot activate.*\n/m, '')).toBe('');
+      expect(run.code).toBe(0);
+      expect(run.stdout).toBe(c.stdout.replaceAll('<HASH>', hashPath));
       const image = readFileSync(hashPath);
       expect(image.length).toBe(c.hashImage.size);
       expect(sha256(image)).toBe(c.hashImage.sha256);

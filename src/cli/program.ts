@@ -2,6 +2,7 @@
  * The `verity` command line: a thin shell over the library API. Option names and meanings follow veritysetup 2.6.1
  * (veritysetup-format.md §3.1), including `-h` for the hash algorithm; help is `--help`.
  */
+import { createRequire } from 'node:module';
 import { Command, CommanderError, Option } from 'commander';
 import { VerityError } from '../errors.js';
 import { MAX_BLOCK_SIZE, MIN_BLOCK_SIZE } from '../format/params.js';
@@ -35,6 +36,7 @@ interface CommonFlags {
 }
 
 const PAGE_SIZE = 4096;
+const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 const blockSize = integer(MIN_BLOCK_SIZE, MAX_BLOCK_SIZE);
 const u64 = integer(0, Number.MAX_SAFE_INTEGER);
 
@@ -84,6 +86,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   const program = new Command('verity')
     .description('dm-verity hash trees: format, verify and dump, compatible with veritysetup')
     .helpOption('--help', 'show help')
+    .version(version, '-V, --version', 'print the version')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
     .configureOutput({ writeOut: out, writeErr: err });
@@ -118,7 +121,14 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       .argument('<data>', 'data device or image file (read only)')
       .argument('<hash>', 'hash device or file (read only)')
       .argument('[root-hash]', 'expected root hash, hex')
-      .option('--root-hash-file <path>', 'read the expected root hash from this file'),
+      .option('--root-hash-file <path>', 'read the expected root hash from this file')
+      .addHelpText(
+        'after',
+        '\nWith a superblock (the default) the tree parameters are read from it and the tree options above are\n' +
+          'ignored (a warning names any that differ). With --no-superblock every parameter, the salt included,\n' +
+          'must be given again as at format time.\n\nExit codes: 0 clean, 1 bad parameters, 2 corrupted blocks, ' +
+          '3 root hash mismatch, 4 bad input.',
+      ),
   ).action(async (data: string, hash: string, rootHash: string | undefined, f: CommonFlags) => {
     command = 'verify';
     json = Boolean(f.json);
@@ -134,7 +144,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     for (const w of result.warnings) err(`WARNING: ${w}.\n`);
     if (json) out(JSON.stringify(verifyJson(data, hash, result.params, result, exitCode, result.warnings), null, 2) + '\n');
     else {
-      err(veritysetupLines(result, result.params));
+      err(veritysetupLines(result));
       out(renderVerify(result, result.params));
     }
   });
@@ -159,7 +169,14 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   } catch (e) {
     if (e instanceof CommanderError) {
       // --help and --version end here with exit code 0; usage errors were already printed by commander.
-      return e.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+      if (e.exitCode === 0) return EXIT.OK;
+      // A usage error stops commander before any action ran, so `json` is still unset: look at argv. `--json` promises
+      // one JSON document on stdout, also on error.
+      if (argv.includes('--json')) {
+        const name = ['format', 'verify', 'dump'].includes(argv[0] ?? '') ? argv[0]! : command;
+        out(JSON.stringify(errorJson(name, 'E_PARAM', e.message, EXIT.USAGE), null, 2) + '\n');
+      }
+      return EXIT.USAGE;
     }
     const error =
       e instanceof VerityError

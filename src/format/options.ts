@@ -48,8 +48,9 @@ export function paramsForFormat(options: TreeOptions, dataSize: number): VerityP
   }
   return validateParams({
     hashType: options.hashType ?? DEFAULTS.hashType,
-    // veritysetup lower-cases the name it stores (lib/verity/verity.c: VERITY_write_sb → _to_lower).
-    algorithm: (options.algorithm ?? DEFAULTS.algorithm).toLowerCase(),
+    // Kept as typed, like the UUID: veritysetup's format output echoes `-h SHA512` unchanged; the superblock gets the
+    // lower-cased name (superblockFromParams).
+    algorithm: options.algorithm ?? DEFAULTS.algorithm,
     dataBlockSize,
     hashBlockSize: options.hashBlockSize ?? DEFAULTS.hashBlockSize,
     dataBlocks,
@@ -93,7 +94,8 @@ export function superblockFromParams(p: VerityParams): Superblock {
     version: 1,
     hashType: p.hashType,
     uuid: p.uuid,
-    algorithm: p.algorithm,
+    // veritysetup lower-cases the name it stores (lib/verity/verity.c: VERITY_write_sb → _to_lower).
+    algorithm: p.algorithm.toLowerCase(),
     dataBlockSize: p.dataBlockSize,
     hashBlockSize: p.hashBlockSize,
     dataBlocks: p.dataBlocks,

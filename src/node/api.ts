@@ -4,7 +4,7 @@
 import { promises as fs } from 'node:fs';
 import { resolveAlgorithm, digestSize } from '../format/algorithms.js';
 import { fromHex, toHex } from '../format/bytes.js';
-import { computeGeometry, type TreeGeometry } from '../format/geometry.js';
+import { computeGeometry, hashStartBlock, type TreeGeometry } from '../format/geometry.js';
 import {
   ignoredOptions,
   paramsForFormat,
@@ -19,7 +19,7 @@ import { hashWasmEngine } from '../hash/hash-wasm-engine.js';
 import { nodeCryptoEngine } from '../hash/node-engine.js';
 import { checkedEngine, engineByName } from '../hash/select.js';
 import { readExactly, type ByteSource } from '../io/source.js';
-import { buildTree, formatImage, writeSuperblock } from '../tree/build.js';
+import { buildTree, checkDataSize, formatImage, writeSuperblock } from '../tree/build.js';
 import type { PassOptions } from '../tree/progress.js';
 import { verifyTree, type VerifyResult } from '../tree/verify.js';
 import { VerityError } from '../errors.js';
@@ -56,12 +56,19 @@ export interface FormatResult {
   rootHash: Uint8Array;
 }
 
+/**
+ * Refuses data and hash areas that overlap in one file. The hash area starts at the superblock, or without one at the
+ * tree, which veritysetup places at the offset rounded *down* to a hash block (geometry.ts: hashStartBlock). veritysetup
+ * compares against the unrounded offset and so lets the tree overwrite the last data blocks; we do not.
+ */
 function checkOverlap(params: VerityParams, dataPath: string, hashPath: string): void {
-  if (params.dataBlocks * params.dataBlockSize > params.hashOffset) {
+  const dataEnd = params.dataBlocks * params.dataBlockSize;
+  const hashStart = params.superblock ? params.hashOffset : hashStartBlock(params) * params.hashBlockSize;
+  if (dataEnd > hashStart) {
     throw new VerityError(
       'E_OVERLAP',
       `Data area overlaps with hash area: ${dataPath} and ${hashPath} are the same file, the data covers ` +
-        `${params.dataBlocks * params.dataBlockSize} bytes and the hash area starts at ${params.hashOffset}.`,
+        `${dataEnd} bytes and the hash area starts at ${hashStart}.`,
     );
   }
 }
@@ -80,6 +87,14 @@ export async function formatFiles(dataPath: string, hashPath: string, options: F
     if (existing && sameFile(existing, data.stats)) checkOverlap(params, dataPath, hashPath);
     computeGeometry(params);
     const engine = await engineFor(params, options.engine);
+    // Fail before anything is written: an existing hash file keeps its superblock, and no new one appears.
+    checkDataSize(params, data);
+    if (options.rootHashFile !== undefined) {
+      if ((await statOrNull(options.rootHashFile))?.isDirectory()) {
+        throw new VerityError('E_NOT_FOUND', `${options.rootHashFile} is a directory, not a file or block device.`);
+      }
+      await (await createAtomic(options.rootHashFile)).abort();
+    }
 
     if (existing) {
       const sink = await openInPlace(hashPath);

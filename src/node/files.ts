@@ -133,7 +133,8 @@ export async function createAtomic(path: string, mode = 0o600): Promise<AtomicOu
   try {
     handle = await fs.open(temp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, mode);
   } catch (e) {
-    throw ioError(e, temp, 'create');
+    // Name the destination the user asked for, not our temporary file.
+    throw ioError(e, path, 'create');
   }
   liveTemporaries.add(temp);
   let open = true;

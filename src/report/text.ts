@@ -95,19 +95,13 @@ export function renderVerify(result: VerifyResult, params: VerityParams): string
 }
 
 /**
- * veritysetup's stderr lines for the same outcome (veritysetup-format.md §3.3, §4.1), for scripts that match them.
- * The position is the first damaged block in veritysetup's scan order: data first, then the tree bottom-up.
+ * veritysetup's stderr lines for the same outcome (veritysetup-format.md §3.3, §4.1), for scripts that match them:
+ * the first failure in its scan order, or the root hash when every block matched.
  */
-export function veritysetupLines(result: VerifyResult, params: VerityParams): string {
-  if (result.status === 'ok') return '';
-  if (result.status === 'root-mismatch') return 'Verification of root hash failed.\n';
-  let position: number | undefined;
-  const firstData = result.data.corrupt[0];
-  if (firstData) position = firstData.first * params.dataBlockSize;
-  for (const level of result.levels) {
-    const first = level.corrupt[0];
-    if (position === undefined && first) position = (level.startBlock + first.first) * params.hashBlockSize;
-  }
-  const head = position === undefined ? '' : `Verification failed at position ${position}.\n`;
-  return `${head}Verification of data area failed.\n`;
+export function veritysetupLines(result: VerifyResult): string {
+  const f = result.firstFailure;
+  if (f === null) return result.status === 'root-mismatch' ? 'Verification of root hash failed.\n' : '';
+  const head =
+    f.kind === 'digest' ? `Verification failed at position ${f.position}.` : `Spare area is not zeroed at position ${f.position}.`;
+  return `${head}\nVerification of data area failed.\n`;
 }

@@ -38,6 +38,16 @@ export interface LevelReport {
   spare: BlockRange[];
 }
 
+/**
+ * The failure veritysetup would report, since it stops at the first: levels bottom-up, within a level blocks in
+ * order, within a block each child's digest then its slot padding, then the block tail (verity_hash.c:
+ * create_or_verify). `position` is a byte offset on the data device for data blocks, on the hash device otherwise.
+ */
+export interface FirstFailure {
+  kind: 'digest' | 'spare';
+  position: number;
+}
+
 export interface VerifyResult {
   status: VerifyStatus;
   expectedRoot: Uint8Array;
@@ -46,6 +56,8 @@ export interface VerifyResult {
   geometry: TreeGeometry;
   data: { blocks: number; corrupt: BlockRange[]; unverified: BlockRange[] };
   levels: LevelReport[];
+  /** What veritysetup would print before stopping; null when every block matched. */
+  firstFailure: FirstFailure | null;
 }
 
 export async function verifyTree(
@@ -79,6 +91,7 @@ export async function verifyTree(
   const hashMismatch = levels.map(() => new RangeSet());
   const spare = levels.map(() => new RangeSet());
   const stored = levels.map((l) => new Uint8Array(Math.min(l.blocks, Math.max(1, Math.floor((1 << 20) / hbs))) * hbs));
+  const firstFailure: (FirstFailure | undefined)[] = levels.map(() => undefined);
 
   const sink: LevelSink = {
     async onBlocks(level, first, count, built) {
@@ -92,12 +105,29 @@ export async function verifyTree(
         const have = mine.subarray(at, at + hbs);
         if (bytesEqual(want, have)) continue;
         const index = first + b;
+        const blockPosition = (levels[level]!.startBlock + index) * hbs;
+        const childSize = level === 0 ? params.dataBlockSize : hbs;
+        const childBase = level === 0 ? 0 : levels[level - 1]!.startBlock * hbs;
+        const note = (kind: FirstFailure['kind'], position: number) => {
+          firstFailure[level] ??= { kind, position };
+        };
         const children = Math.min(hpb, childCount - index * hpb);
-        let dirtySpare = !isAllZero(have.subarray(children * slotSize));
+        let dirtySpare = false;
         for (let j = 0; j < children; j++) {
           const s = j * slotSize;
-          if (!bytesEqual(want.subarray(s, s + D), have.subarray(s, s + D))) childMismatch.add(index * hpb + j);
-          if (slotSize > D && !isAllZero(have.subarray(s + D, s + slotSize))) dirtySpare = true;
+          const child = index * hpb + j;
+          if (!bytesEqual(want.subarray(s, s + D), have.subarray(s, s + D))) {
+            childMismatch.add(child);
+            note('digest', childBase + child * childSize);
+          }
+          if (slotSize > D && !isAllZero(have.subarray(s + D, s + slotSize))) {
+            dirtySpare = true;
+            note('spare', blockPosition + s + D);
+          }
+        }
+        if (!isAllZero(have.subarray(children * slotSize))) {
+          dirtySpare = true;
+          note('spare', blockPosition + children * slotSize);
         }
         if (dirtySpare) spare[level]!.add(index);
       }
@@ -105,7 +135,10 @@ export async function verifyTree(
     },
   };
   const actualRoot = await runChain(params, geometry, data, engine, sink, options);
-  return attribute(params, geometry, expectedRoot, actualRoot, dataMismatch, hashMismatch, spare);
+  return {
+    ...attribute(params, geometry, expectedRoot, actualRoot, dataMismatch, hashMismatch, spare),
+    firstFailure: firstFailure.find((f) => f !== undefined) ?? null,
+  };
 }
 
 function attribute(
@@ -116,7 +149,7 @@ function attribute(
   dataMismatch: RangeSet,
   hashMismatch: RangeSet[],
   spare: RangeSet[],
-): VerifyResult {
+): Omit<VerifyResult, 'firstFailure'> {
   const { levels, hashesPerBlock: hpb } = geometry;
   const top = levels.length - 1;
   const corrupt = levels.map(() => new RangeSet());
