@@ -9,8 +9,11 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+/** The one veritysetup finder, shared with the tests (bench/rss.ts and bench/e2e.ts import it from here). */
+export { findVeritysetup } from '../test/support/veritysetup-bin.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const CLI = join(ROOT, 'dist', 'cli', 'main.js');
@@ -19,16 +22,6 @@ export const GNU_TIME = existsSync('/usr/bin/time') ? '/usr/bin/time' : null;
 /** Fixed salt and UUID so veritysetup and verity write byte-identical hash files (checked by the benches). */
 export const SALT = '5c0d6a1e3f4b2a7988e0f1d2c3b4a5968778695a4b3c2d1e0f1e2d3c4b5a6978';
 export const UUID = '2b9c6f0e-8d1a-4c3b-9e7f-5a6b7c8d9e0f';
-
-export function findVeritysetup(): string | null {
-  const candidates = process.env.VERITYSETUP
-    ? [process.env.VERITYSETUP]
-    : ['/usr/sbin/veritysetup', '/sbin/veritysetup', ...(process.env.PATH ?? '').split(delimiter).map((d) => join(d, 'veritysetup'))];
-  for (const c of candidates) {
-    if (c && existsSync(c) && spawnSync(c, ['--version'], { encoding: 'utf8' }).status === 0) return c;
-  }
-  return null;
-}
 
 /** Exits with a message unless dist/ is built and not older than src/. */
 export function requireBuiltCli(): void {

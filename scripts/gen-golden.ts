@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { makeData, type DataSpec, type Fill } from '../test/support/data.js';
+import { Rng } from '../test/support/rng.js';
 import { GOLDEN_HASHES, type CaseOptions, type CaseSpec, type GoldenCase, type GoldenHash } from '../test/golden/types.js';
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -43,62 +44,7 @@ const DIGEST_SIZE: Record<HashName, number> = { sha1: 20, sha224: 28, sha256: 32
 const BLOCK_SIZES = [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536] as const;
 
 // ---------------------------------------------------------------------------------------------------------------------
-// Deterministic PRNG (mulberry32) and helpers
-
-class Rng {
-  private s: number;
-  constructor(seed: number) {
-    this.s = seed >>> 0;
-  }
-  next(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  u32(): number {
-    return Math.floor(this.next() * 4294967296) >>> 0;
-  }
-  int(lo: number, hi: number): number {
-    return lo + Math.floor(this.next() * (hi - lo + 1));
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[Math.floor(this.next() * xs.length)] as T;
-  }
-  weighted<T>(xs: readonly T[], weights: readonly number[]): T {
-    const total = weights.reduce((a, b) => a + b, 0);
-    let r = this.next() * total;
-    for (let i = 0; i < xs.length; i++) {
-      r -= weights[i] ?? 0;
-      if (r < 0) return xs[i] as T;
-    }
-    return xs[xs.length - 1] as T;
-  }
-  shuffle<T>(xs: T[]): T[] {
-    for (let i = xs.length - 1; i > 0; i--) {
-      const j = Math.floor(this.next() * (i + 1));
-      [xs[i], xs[j]] = [xs[j] as T, xs[i] as T];
-    }
-    return xs;
-  }
-  hex(bytes: number): string {
-    let s = '';
-    for (let i = 0; i < bytes; i++) s += this.int(0, 255).toString(16).padStart(2, '0');
-    return s;
-  }
-  uuid(): string {
-    const h = this.hex(16).split('');
-    h[12] = '4'; // version 4
-    h[16] = '89ab'[this.int(0, 3)] as string; // RFC 4122 variant
-    const s = h.join('');
-    return `${s.slice(0, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}-${s.slice(16, 20)}-${s.slice(20)}`;
-  }
-  /** Non-zero seed for makeData. */
-  seed(): number {
-    return (this.u32() % 0x7fffffff) + 1;
-  }
-}
+// Helpers
 
 function hashesPerBlock(hash: HashName, hbs: number): number {
   return 2 ** Math.floor(Math.log2(hbs / DIGEST_SIZE[hash]));

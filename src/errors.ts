@@ -35,11 +35,3 @@ export class VerityError extends Error {
 export function isVerityError(value: unknown): value is VerityError {
   return value instanceof VerityError;
 }
-
-/** Checks an untrusted or user-given integer before it sizes anything. */
-export function checkSafeInteger(value: number, min: number, max: number, what: string): number {
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
-    throw new VerityError('E_PARAM', `${what} must be an integer from ${min} to ${max}; got ${value}.`);
-  }
-  return value;
-}

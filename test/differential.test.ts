@@ -13,31 +13,19 @@
  *
  * Skipped, with the reason in the suite name, when veritysetup is not installed.
  */
-import { spawnSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatFiles, verifyFiles, type FormatOptions } from '../src/node/api.js';
 import { makeData, type DataSpec, type Fill } from './support/data.js';
+import { Rng } from './support/rng.js';
+import { VERITYSETUP, veritysetup } from './support/veritysetup-bin.js';
 
 // ---------------------------------------------------------------------------------------------------------------------
-// Setup: find veritysetup, choose the seed
+// Setup: veritysetup (test/support/veritysetup-bin.ts), the seed
 
-function findVeritysetup(): string | null {
-  const candidates = process.env.VERITYSETUP
-    ? [process.env.VERITYSETUP]
-    : ['/usr/sbin/veritysetup', '/sbin/veritysetup', ...(process.env.PATH ?? '').split(delimiter).map((d) => join(d, 'veritysetup'))];
-  for (const c of candidates) {
-    if (!c || !existsSync(c)) continue;
-    const r = spawnSync(c, ['--version'], { encoding: 'utf8' });
-    if (r.status === 0) return c;
-  }
-  return null;
-}
-
-const VERITYSETUP = findVeritysetup();
 const SKIP_REASON = VERITYSETUP
   ? null
   : `veritysetup not found or not runnable (${process.env.VERITYSETUP ? `VERITYSETUP=${process.env.VERITYSETUP}` : '/usr/sbin, /sbin, PATH'})`;
@@ -56,46 +44,6 @@ const MiB = 1 << 20;
 /** Upper bound on the data file (a few KiB more with a partial tail block). */
 const MAX_DATA_BYTES = 16 * MiB;
 const MAX_DATA_BLOCKS = 5000;
-
-// ---------------------------------------------------------------------------------------------------------------------
-// Deterministic PRNG (mulberry32)
-
-class Rng {
-  private s: number;
-  constructor(seed: number) {
-    this.s = seed >>> 0;
-  }
-  next(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(lo: number, hi: number): number {
-    return lo + Math.floor(this.next() * (hi - lo + 1));
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[Math.floor(this.next() * xs.length)] as T;
-  }
-  /** Integer in [lo, hi], roughly uniform in log scale (favours small values). */
-  logInt(lo: number, hi: number): number {
-    const v = Math.floor(Math.exp(Math.log(lo) + this.next() * (Math.log(hi + 1) - Math.log(lo))));
-    return Math.min(hi, Math.max(lo, v));
-  }
-  hex(bytes: number): string {
-    let s = '';
-    for (let i = 0; i < bytes; i++) s += this.int(0, 255).toString(16).padStart(2, '0');
-    return s;
-  }
-  uuid(): string {
-    const s = this.hex(16);
-    return `${s.slice(0, 8)}-${s.slice(8, 12)}-4${s.slice(13, 16)}-${'89ab'[this.int(0, 3)]}${s.slice(17, 20)}-${s.slice(20)}`;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Parameter sets
@@ -291,12 +239,6 @@ function reproduction(c: Case): string {
 // ---------------------------------------------------------------------------------------------------------------------
 // Running
 
-function veritysetup(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(VERITYSETUP!, args, { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } });
-  if (r.error) throw r.error;
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
 function firstDifference(a: Uint8Array, b: Uint8Array): string {
   const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) {
@@ -348,7 +290,7 @@ describe.skipIf(VERITYSETUP === null)(
 
         // 1. veritysetup format.
         const vs = veritysetup(['format', vsData, vsHash, ...treeArgs(c, false)]);
-        if (vs.status !== 0) expect.fail(`veritysetup format exited ${vs.status}: ${vs.stderr.trim()}\n${repro}`);
+        if (vs.code !== 0) expect.fail(`veritysetup format exited ${vs.code}: ${vs.stderr.trim()}\n${repro}`);
         const vsRoot = /^Root hash:\s+([0-9a-f]+)$/m.exec(vs.stdout)?.[1];
         if (!vsRoot) expect.fail(`no root hash in veritysetup output:\n${vs.stdout}\n${repro}`);
 
@@ -373,7 +315,7 @@ describe.skipIf(VERITYSETUP === null)(
           expect.fail(`verifyFiles on veritysetup's files: ${check.status} ${JSON.stringify({ data: check.data, levels: check.levels })}\n${repro}`);
         }
         const back = veritysetup(['verify', nodeData, nodeHash, hex, ...treeArgs(c, true)]);
-        if (back.status !== 0) expect.fail(`veritysetup verify on our files exited ${back.status}: ${back.stderr.trim()}\n${repro}`);
+        if (back.code !== 0) expect.fail(`veritysetup verify on our files exited ${back.code}: ${back.stderr.trim()}\n${repro}`);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }

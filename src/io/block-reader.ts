@@ -10,7 +10,7 @@ export interface BlockChunk {
 }
 
 /** Bytes read per chunk: large enough to amortise calls, small enough to stay in L2 (wasm-sha256.md, pitfall 7). */
-export const CHUNK_BYTES = 1 << 20;
+const CHUNK_BYTES = 1 << 20;
 
 /**
  * Reads blocks [0, blocks) of `source` in chunks, into two reused buffers: the next chunk is read while the

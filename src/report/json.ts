@@ -34,7 +34,7 @@ function count(ranges: BlockRange[]): number {
   return ranges.reduce((sum, r) => sum + r.count, 0);
 }
 
-export function paramsJson(p: VerityParams) {
+function paramsJson(p: VerityParams) {
   return {
     hashType: p.hashType,
     algorithm: p.algorithm,
@@ -48,7 +48,7 @@ export function paramsJson(p: VerityParams) {
   };
 }
 
-export function treeJson(p: VerityParams, g: TreeGeometry) {
+function treeJson(p: VerityParams, g: TreeGeometry) {
   return {
     digestSize: g.digestSize,
     hashesPerBlock: g.hashesPerBlock,

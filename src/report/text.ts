@@ -27,7 +27,7 @@ export function renderHeader(hashPath: string, params: VerityParams, geometry: T
 }
 
 /** How many ranges of each kind the text report lists before pointing to --json. */
-export const TEXT_RANGE_LIMIT = 10;
+const TEXT_RANGE_LIMIT = 10;
 
 function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;

@@ -6,7 +6,11 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
-function find(): string | null {
+/**
+ * Path of a runnable veritysetup: $VERITYSETUP if set (and only it), else /usr/sbin, /sbin, then PATH; null if none
+ * answers `--version`. Also used by the benches (bench/support.ts).
+ */
+export function findVeritysetup(): string | null {
   const candidates = process.env.VERITYSETUP
     ? [process.env.VERITYSETUP]
     : ['/usr/sbin/veritysetup', '/sbin/veritysetup', ...(process.env.PATH ?? '').split(delimiter).map((d) => join(d, 'veritysetup'))];
@@ -16,7 +20,7 @@ function find(): string | null {
   return null;
 }
 
-export const VERITYSETUP = find();
+export const VERITYSETUP = findVeritysetup();
 export const hasVeritysetup = VERITYSETUP !== null;
 /** Appended to the names of tests that need veritysetup, so a skip is visible with its reason. */
 export const NEEDS_VERITYSETUP = hasVeritysetup ? '' : ' [SKIPPED: veritysetup not installed (set VERITYSETUP=/path)]';
