@@ -31,6 +31,7 @@ describe('selfTest', () => {
   it('rejects an engine that puts the salt on the wrong side', async () => {
     const swapped: HashEngine = {
       name: 'swapped',
+      supports: () => true,
       createBlockHasher: (o) =>
         nodeCryptoEngine.createBlockHasher({ ...o, saltPlacement: o.saltPlacement === 'prefix' ? 'suffix' : 'prefix' }),
     };
@@ -40,6 +41,7 @@ describe('selfTest', () => {
   it('rejects an engine that writes outside its digest slots', async () => {
     const sloppy: HashEngine = {
       name: 'sloppy',
+      supports: () => true,
       async createBlockHasher(o) {
         const inner = await nodeCryptoEngine.createBlockHasher(o);
         return {

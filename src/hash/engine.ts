@@ -32,7 +32,18 @@ export interface BlockHasher {
 
 export interface HashEngine {
   readonly name: string;
+  /** Whether this engine hashes `algorithm` (the WASM SIMD kernel does sha256 only). */
+  supports(algorithm: HashAlgorithm): boolean;
   createBlockHasher(options: BlockHasherOptions): Promise<BlockHasher>;
+  /**
+   * Buffers the engine hashes from without copying (e.g. views of memory shared with worker threads). The block
+   * reader reads data straight into them. Engines without one hash from any Uint8Array.
+   */
+  allocate?(bytes: number): Uint8Array;
+  /** Bytes of data per `hashBlocks` call that keep the engine fully busy (default 1 MiB). */
+  readonly batchBytes?: number;
+  /** Releases threads and memory; the engine is unusable afterwards. */
+  close?(): Promise<void>;
 }
 
 export function saltPlacementFor(hashType: 0 | 1): SaltPlacement {

@@ -16,6 +16,7 @@ const FACTORIES: Record<HashAlgorithm, () => Promise<IHasher>> = {
 
 export const hashWasmEngine: HashEngine = {
   name: 'hash-wasm',
+  supports: () => true,
   async createBlockHasher({ algorithm, salt, saltPlacement }: BlockHasherOptions): Promise<BlockHasher> {
     const h = await FACTORIES[algorithm]();
     const prefix = saltPlacement === 'prefix' && salt.length > 0;

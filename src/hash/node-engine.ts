@@ -5,6 +5,7 @@ import type { BlockHasher, BlockHasherOptions, HashEngine } from './engine.js';
 
 export const nodeCryptoEngine: HashEngine = {
   name: 'node-crypto',
+  supports: () => true,
   async createBlockHasher({ algorithm, salt, saltPlacement }: BlockHasherOptions): Promise<BlockHasher> {
     const prefix = saltPlacement === 'prefix' && salt.length > 0;
     const suffix = saltPlacement === 'suffix' && salt.length > 0;

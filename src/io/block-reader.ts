@@ -9,8 +9,15 @@ export interface BlockChunk {
   bytes: Uint8Array;
 }
 
-/** Bytes read per chunk: large enough to amortise calls, small enough to stay in L2 (wasm-sha256.md, pitfall 7). */
-const CHUNK_BYTES = 1 << 20;
+/** Default bytes per chunk: large enough to amortise calls, small enough to stay in L2 (wasm-sha256.md, pitfall 7). */
+export const DEFAULT_CHUNK_BYTES = 1 << 20;
+
+export interface ReadOptions {
+  /** Bytes per chunk (rounded down to whole blocks, at least one). */
+  chunkBytes?: number;
+  /** Where the two chunk buffers come from (e.g. memory shared with hashing threads). */
+  allocate?: (bytes: number) => Uint8Array;
+}
 
 /**
  * Reads blocks [0, blocks) of `source` in chunks, into two reused buffers: the next chunk is read while the
@@ -21,10 +28,12 @@ export async function* readBlocks(
   blockSize: number,
   blocks: number,
   what: string,
+  options: ReadOptions = {},
 ): AsyncGenerator<BlockChunk> {
-  const perChunk = Math.max(1, Math.floor(CHUNK_BYTES / blockSize));
+  const perChunk = Math.max(1, Math.floor((options.chunkBytes ?? DEFAULT_CHUNK_BYTES) / blockSize));
   const size = Math.min(blocks, perChunk) * blockSize;
-  const buffers = [new Uint8Array(size), new Uint8Array(size)];
+  const allocate = options.allocate ?? ((n: number) => new Uint8Array(n));
+  const buffers = [allocate(size), allocate(size)];
   const start = (first: number, slot: number): Promise<BlockChunk> => {
     const count = Math.min(perChunk, blocks - first);
     const bytes = buffers[slot]!.subarray(0, count * blockSize);

@@ -45,7 +45,11 @@ export async function runChain(
   });
   const chain = new LevelChain(geometry, params.dataBlocks, params.dataBlockSize, params.hashBlockSize, hasher, sink);
   const bytesTotal = params.dataBlocks * params.dataBlockSize;
-  for await (const chunk of readBlocks(data, params.dataBlockSize, params.dataBlocks, 'Data device')) {
+  const reads = readBlocks(data, params.dataBlockSize, params.dataBlocks, 'Data device', {
+    chunkBytes: engine.batchBytes,
+    allocate: engine.allocate?.bind(engine),
+  });
+  for await (const chunk of reads) {
     options.signal?.throwIfAborted();
     await chain.addData(chunk.bytes, chunk.count);
     options.onProgress?.({ bytesDone: (chunk.first + chunk.count) * params.dataBlockSize, bytesTotal });
