@@ -1,11 +1,15 @@
 /**
  * End-to-end: `verity format` / `verify` (the built CLI, dist/cli/main.js) against `veritysetup format` / `verify` on
- * the same page-cached file of random data. Runs alternate between the tools (5 each by default) and medians are
- * printed, with the ratio verity / veritysetup and each tool's peak RSS.
+ * the same page-cached file, once of random data and once of a file whose blocks are 50% zero (in runs of 1-512
+ * blocks, as free space lies in a filesystem). verity runs with its default threads and with `--threads 1`. Runs
+ * alternate between the tools (5 each by default); medians are printed with the ratio verity / veritysetup and each
+ * tool's peak RSS.
  *
- *   npm run build && npx tsx bench/e2e.ts
+ *   npm run bench:e2e
+ *   OPENSSL_ia32cap=":~0x20000000" npm run bench:e2e             # hide SHA extensions from OpenSSL in both tools
  *   VERITY_BENCH_BYTES=256M VERITY_BENCH_RUNS=9 npx tsx bench/e2e.ts
  *   VERITY_BENCH_ARGS='--hash=sha1' npx tsx bench/e2e.ts        # extra tree options for both tools
+ *   VERITY_BENCH_FILES=random npx tsx bench/e2e.ts               # random, zero50 or both (default)
  *   VERITY_BENCH_DIR=/dev/shm npx tsx bench/e2e.ts              # where the files go (default: os.tmpdir())
  *
  * Both tools get the same salt and UUID; their root hashes and hash files must be identical. Each format writes a
@@ -41,13 +45,30 @@ const RUNS = Number(process.env.VERITY_BENCH_RUNS ?? 5);
 const EXTRA = (process.env.VERITY_BENCH_ARGS ?? '').split(/\s+/).filter(Boolean);
 const CHUNK = 16 << 20;
 
-function writeRandomFile(path: string, size: number): void {
+/** Random data; with `zeroHalf`, runs of 1-512 zero blocks alternate with runs of random ones (about 50% zero). */
+function writeDataFile(path: string, size: number, zeroHalf: boolean): void {
   const fd = openSync(path, 'w');
+  let state = 12345;
+  const runLength = () => {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    return 1 + (state >>> 16) % 512;
+  };
+  let zero = false;
+  let left = runLength();
   try {
     const buf = Buffer.allocUnsafe(CHUNK);
     for (let done = 0; done < size; ) {
       const n = Math.min(CHUNK, size - done);
       randomFillSync(buf, 0, n);
+      if (zeroHalf) {
+        for (let b = 0; b < n; b += 4096) {
+          if (zero) buf.fill(0, b, Math.min(n, b + 4096));
+          if (--left === 0) {
+            zero = !zero;
+            left = runLength();
+          }
+        }
+      }
       done += writeSync(fd, buf, 0, n, done);
     }
   } finally {
@@ -55,8 +76,10 @@ function writeRandomFile(path: string, size: number): void {
   }
 }
 
-type Tool = 'veritysetup' | 'verity';
+type Tool = 'veritysetup' | 'verity' | 'verity --threads 1';
 type Op = 'format' | 'verify';
+const TOOLS: Tool[] = ['veritysetup', 'verity', 'verity --threads 1'];
+const FILES = (process.env.VERITY_BENCH_FILES ?? 'random,zero50').split(',');
 
 async function main(): Promise<void> {
   requireBuiltCli();
@@ -66,26 +89,35 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const dir = scratchDir('verity-e2e-');
-  const img = join(dir, 'random.img');
   console.log(machine());
-  console.log(`data: ${humanBytes(BYTES)} of random bytes in ${dir}; ${RUNS} runs per tool, alternating; peak RSS: ${rssMethod()}`);
-  writeRandomFile(img, BYTES);
-  readWhole(img);
+  const masked = process.env.OPENSSL_ia32cap ? ` OPENSSL_ia32cap=${process.env.OPENSSL_ia32cap} (in both tools)` : '';
+  console.log(`${humanBytes(BYTES)} files in ${dir}; ${RUNS} runs per tool, alternating; peak RSS: ${rssMethod()}${masked}`);
+  const tables: string[] = [];
+  for (const file of FILES) {
+    const img = join(dir, `${file}.img`);
+    writeDataFile(img, BYTES, file === 'zero50');
+    readWhole(img);
+    tables.push(await runFile(file, img, dir, veritysetup));
+    rmSync(img, { force: true });
+  }
+  console.log(tables.join('\n'));
+}
 
+async function runFile(file: string, img: string, dir: string, veritysetup: string): Promise<string> {
   const common = [`--salt=${SALT}`, `--uuid=${UUID}`, ...EXTRA];
   const cmd = (tool: Tool, op: Op, hash: string, root?: string): [string, string[]] => {
     const tail = op === 'format' ? common : [root!, ...EXTRA];
-    return tool === 'verity'
-      ? [process.execPath, [CLI, op, img, hash, ...tail, '--no-progress']]
-      : [veritysetup, [op, img, hash, ...tail]];
+    if (tool === 'veritysetup') return [veritysetup, [op, img, hash, ...tail]];
+    const threads = tool === 'verity --threads 1' ? ['--threads', '1'] : [];
+    return [process.execPath, [CLI, op, img, hash, ...tail, ...threads, '--no-progress']];
   };
 
   const results = new Map<string, Measured[]>();
   const roots = new Set<string>();
   for (let run = 0; run < RUNS; run++) {
-    const order: Tool[] = run % 2 === 0 ? ['veritysetup', 'verity'] : ['verity', 'veritysetup'];
+    const order = run % 2 === 0 ? TOOLS : [...TOOLS].reverse();
     for (const tool of order) {
-      const hash = join(dir, `${tool}.hash`);
+      const hash = join(dir, `${tool.replaceAll(' ', '')}.hash`);
       rmSync(hash, { force: true });
       const f = check(await measure(...cmd(tool, 'format', hash), dir), `${tool} format`);
       const root = rootHashOf(f.stdout);
@@ -94,16 +126,20 @@ async function main(): Promise<void> {
       for (const [op, m] of [['format', f], ['verify', v]] as const) {
         results.set(`${tool} ${op}`, [...(results.get(`${tool} ${op}`) ?? []), m]);
       }
-      process.stderr.write(`run ${run + 1}/${RUNS} ${tool}: format ${f.wall.toFixed(2)} s, verify ${v.wall.toFixed(2)} s\n`);
+      process.stderr.write(`${file} run ${run + 1}/${RUNS} ${tool}: format ${f.wall.toFixed(2)} s, verify ${v.wall.toFixed(2)} s\n`);
     }
   }
   if (roots.size !== 1) throw new Error(`root hashes differ: ${[...roots].join(', ')}`);
-  if (!sameFileContents(join(dir, 'verity.hash'), join(dir, 'veritysetup.hash'))) throw new Error('hash files differ');
+  for (const tool of TOOLS.slice(1)) {
+    if (!sameFileContents(join(dir, `${tool.replaceAll(' ', '')}.hash`), join(dir, 'veritysetup.hash'))) {
+      throw new Error(`${tool} and veritysetup hash files differ`);
+    }
+  }
 
   const rows: string[][] = [];
   for (const op of ['format', 'verify'] as const) {
     const base = median(results.get(`veritysetup ${op}`)!.map((m) => m.wall));
-    for (const tool of ['veritysetup', 'verity'] as const) {
+    for (const tool of TOOLS) {
       const ms = results.get(`${tool} ${op}`)!;
       const wall = median(ms.map((m) => m.wall));
       rows.push([
@@ -111,16 +147,17 @@ async function main(): Promise<void> {
         tool,
         wall.toFixed(2),
         (BYTES / 1e6 / wall).toFixed(0),
-        tool === 'verity' ? `${(wall / base).toFixed(2)}×` : '1.00×',
+        `${(wall / base).toFixed(2)}×`,
         mib(median(ms.map((m) => m.maxRssKiB))).toFixed(1),
         mib(Math.max(...ms.map((m) => m.maxRssKiB))).toFixed(1),
         ms.map((m) => m.wall.toFixed(2)).join(' '),
       ]);
     }
   }
-  console.log(`\n${humanBytes(BYTES)} random, page-cached; sha256 4096/4096 unless VERITY_BENCH_ARGS says otherwise${EXTRA.length ? ` (${EXTRA.join(' ')})` : ''}`);
-  console.log(
-    table(['op', 'tool', 'wall (median, s)', 'MB/s', 'verity/veritysetup', 'peak RSS (median, MiB)', 'peak RSS (max, MiB)', 'wall per run (s)'], rows, 2),
+  const what = file === 'zero50' ? '50% zero blocks' : 'random';
+  return (
+    `\n${humanBytes(BYTES)} ${what}, page-cached; sha256 4096/4096 unless VERITY_BENCH_ARGS says otherwise${EXTRA.length ? ` (${EXTRA.join(' ')})` : ''}\n` +
+    table(['op', 'tool', 'wall (median, s)', 'MB/s', 'time vs veritysetup', 'peak RSS (median, MiB)', 'peak RSS (max, MiB)', 'wall per run (s)'], rows, 2)
   );
 }
 

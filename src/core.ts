@@ -25,6 +25,9 @@ export { parseSuperblock, serializeSuperblock, SUPERBLOCK_SIGNATURE, type Superb
 export { computeGeometry, hashStartBlock, type TreeGeometry, type TreeLevel } from './format/geometry.js';
 export type { BlockHasher, BlockHasherOptions, HashEngine, SaltPlacement } from './hash/engine.js';
 export { hashWasmEngine } from './hash/hash-wasm-engine.js';
+export { wasmSimdEngine } from './hash/wasm-simd-engine.js';
+export { simdSupported } from './hash/wasm-kernel.js';
+export { isZeroBlock, withZeroBlocks } from './hash/zero-blocks.js';
 export { selfTest } from './hash/self-test.js';
 export { bytesSource, MemorySink, readExactly, type ByteSink, type ByteSource, type ReadWriteSink } from './io/source.js';
 export { buildTree, formatImage, writeSuperblock, type BuildResult } from './tree/build.js';

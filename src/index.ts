@@ -1,9 +1,10 @@
 /** The Node entry: the core plus file and block-device I/O and the node:crypto engine. */
 export * from './core.js';
 export { nodeCryptoEngine } from './hash/node-engine.js';
+export { ENGINE_NAMES, ENGINES, openEngine, type EngineName, type EngineOptions, type OpenedEngine } from './node/engines.js';
+export { createHashPool } from './node/hash-pool.js';
 export {
   dumpFile,
-  ENGINES,
   formatFiles,
   readRootHashFile,
   verifyFiles,

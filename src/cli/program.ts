@@ -7,7 +7,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { VerityError } from '../errors.js';
 import { MAX_BLOCK_SIZE, MIN_BLOCK_SIZE } from '../format/params.js';
 import type { TreeOptions } from '../format/options.js';
-import { dumpFile, ENGINES, formatFiles, verifyFiles } from '../node/api.js';
+import { dumpFile, formatFiles, verifyFiles } from '../node/api.js';
+import { ENGINE_NAMES } from '../node/engines.js';
 import { dumpJson, errorJson, formatJson, verifyJson } from '../report/json.js';
 import { renderHeader, renderVerify, veritysetupLines } from '../report/text.js';
 import { EXIT, exitCodeForError, exitCodeForStatus } from './exit-codes.js';
@@ -32,7 +33,8 @@ interface CommonFlags {
   rootHashFile?: string;
   json?: boolean;
   progress: boolean;
-  engine?: string;
+  engine: string;
+  threads?: number;
 }
 
 const PAGE_SIZE = 4096;
@@ -66,7 +68,12 @@ function addTreeOptions(cmd: Command): Command {
     .option('--no-superblock', 'do not write or read a superblock (every parameter must then be given)')
     .option('--json', 'print one JSON document (schemaVersion 1) on stdout')
     .option('--no-progress', 'no progress display on stderr')
-    .addOption(new Option('--engine <name>', 'hash engine').choices(ENGINES.map((e) => e.name)));
+    .addOption(
+      new Option('--engine <name>', 'hash engine; auto measures wasm-simd against node-crypto for sha256')
+        .choices(ENGINE_NAMES)
+        .default('auto'),
+    )
+    .option('--threads <n>', 'hashing threads (default: the available cores; 1 below 16 MiB of data)', integer(1, 256));
 }
 
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
@@ -107,10 +114,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       ...treeOptions(f),
       rootHashFile: f.rootHashFile,
       engine: f.engine,
+      threads: f.threads,
       onProgress: bar?.update,
     }).finally(() => bar?.done());
     pageSizeWarning(result.params.dataBlockSize);
-    if (json) out(JSON.stringify(formatJson(data, hash, result.params, result.geometry, result.rootHash), null, 2) + '\n');
+    if (json) out(JSON.stringify(formatJson(data, hash, result), null, 2) + '\n');
     else out(renderHeader(hash, result.params, result.geometry, result.rootHash));
   });
 
@@ -138,11 +146,12 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       rootHash,
       rootHashFile: f.rootHashFile,
       engine: f.engine,
+      threads: f.threads,
       onProgress: bar?.update,
     }).finally(() => bar?.done());
     exitCode = exitCodeForStatus(result.status);
     for (const w of result.warnings) err(`WARNING: ${w}.\n`);
-    if (json) out(JSON.stringify(verifyJson(data, hash, result.params, result, exitCode, result.warnings), null, 2) + '\n');
+    if (json) out(JSON.stringify(verifyJson(data, hash, result, exitCode), null, 2) + '\n');
     else {
       err(veritysetupLines(result));
       out(renderVerify(result, result.params));

@@ -5,6 +5,7 @@
 import { createSHA1, createSHA224, createSHA256, createSHA384, createSHA512, type IHasher } from 'hash-wasm';
 import { digestSize, type HashAlgorithm } from '../format/algorithms.js';
 import type { BlockHasher, BlockHasherOptions, HashEngine } from './engine.js';
+import { withZeroBlocks } from './zero-blocks.js';
 
 const FACTORIES: Record<HashAlgorithm, () => Promise<IHasher>> = {
   sha1: createSHA1,
@@ -21,7 +22,7 @@ export const hashWasmEngine: HashEngine = {
     const h = await FACTORIES[algorithm]();
     const prefix = saltPlacement === 'prefix' && salt.length > 0;
     const suffix = saltPlacement === 'suffix' && salt.length > 0;
-    return {
+    return withZeroBlocks({
       digestSize: digestSize(algorithm),
       async hashBlocks(src, blockSize, count, dst, dstOffset, dstStride) {
         for (let i = 0; i < count; i++) {
@@ -32,6 +33,6 @@ export const hashWasmEngine: HashEngine = {
           dst.set(h.digest('binary'), dstOffset + i * dstStride);
         }
       },
-    };
+    });
   },
 };

@@ -2,6 +2,7 @@
 import { createHash } from 'node:crypto';
 import { digestSize } from '../format/algorithms.js';
 import type { BlockHasher, BlockHasherOptions, HashEngine } from './engine.js';
+import { withZeroBlocks } from './zero-blocks.js';
 
 export const nodeCryptoEngine: HashEngine = {
   name: 'node-crypto',
@@ -9,7 +10,7 @@ export const nodeCryptoEngine: HashEngine = {
   async createBlockHasher({ algorithm, salt, saltPlacement }: BlockHasherOptions): Promise<BlockHasher> {
     const prefix = saltPlacement === 'prefix' && salt.length > 0;
     const suffix = saltPlacement === 'suffix' && salt.length > 0;
-    return {
+    return withZeroBlocks({
       digestSize: digestSize(algorithm),
       async hashBlocks(src, blockSize, count, dst, dstOffset, dstStride) {
         for (let i = 0; i < count; i++) {
@@ -20,6 +21,6 @@ export const nodeCryptoEngine: HashEngine = {
           dst.set(h.digest(), dstOffset + i * dstStride);
         }
       },
-    };
+    });
   },
 };

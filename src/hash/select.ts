@@ -1,5 +1,4 @@
 import type { HashAlgorithm } from '../format/algorithms.js';
-import { VerityError } from '../errors.js';
 import type { HashEngine } from './engine.js';
 import { selfTest } from './self-test.js';
 
@@ -14,12 +13,4 @@ export async function checkedEngine(engine: HashEngine, algorithm: HashAlgorithm
     done.add(algorithm);
   }
   return engine;
-}
-
-export function engineByName<T extends HashEngine>(engines: readonly T[], name: string): T {
-  const found = engines.find((e) => e.name === name);
-  if (!found) {
-    throw new VerityError('E_PARAM', `Unknown hash engine "${name}". Available: ${engines.map((e) => e.name).join(', ')}.`);
-  }
-  return found;
 }

@@ -40,18 +40,26 @@ export async function* readBlocks(
     return readExactly(source, bytes, first * blockSize, what).then(() => ({ first, count, bytes }));
   };
   if (blocks <= 0) return;
-  let pending = start(0, 0);
+  // The read-ahead in flight, if any. A consumer that stops early must not return while it can still write into a
+  // buffer: with buffers shared across passes (a worker pool's arena) it would land in the next pass's data.
+  let inflight: Promise<BlockChunk> | undefined = start(0, 0);
+  inflight.catch(() => {});
   let slot = 0;
-  for (;;) {
-    const chunk = await pending;
-    const next = chunk.first + chunk.count;
-    slot ^= 1;
-    if (next < blocks) {
-      pending = start(next, slot);
-      // Keep a rejected read-ahead from surfacing as an unhandled rejection if the consumer stops early.
-      pending.catch(() => {});
+  try {
+    for (;;) {
+      const chunk = await inflight!;
+      inflight = undefined;
+      const next = chunk.first + chunk.count;
+      slot ^= 1;
+      if (next < blocks) {
+        inflight = start(next, slot);
+        // Marks a failed read-ahead as handled while the consumer works; it still throws when awaited above.
+        inflight.catch(() => {});
+      }
+      yield chunk;
+      if (next >= blocks) return;
     }
-    yield chunk;
-    if (next >= blocks) return;
+  } finally {
+    await inflight?.catch(() => {});
   }
 }

@@ -15,14 +15,12 @@ import {
 import { SUPERBLOCK_SIZE, type VerityParams } from '../format/params.js';
 import { parseSuperblock, type Superblock } from '../format/superblock.js';
 import type { HashEngine } from '../hash/engine.js';
-import { hashWasmEngine } from '../hash/hash-wasm-engine.js';
-import { nodeCryptoEngine } from '../hash/node-engine.js';
-import { checkedEngine, engineByName } from '../hash/select.js';
 import { readExactly, type ByteSource } from '../io/source.js';
 import { buildTree, checkDataSize, formatImage, writeSuperblock } from '../tree/build.js';
 import type { PassOptions } from '../tree/progress.js';
 import { verifyTree, type VerifyResult } from '../tree/verify.js';
 import { VerityError } from '../errors.js';
+import { openEngine, type EngineOptions } from './engines.js';
 import {
   createAtomic,
   fsBlockSize,
@@ -33,16 +31,20 @@ import {
   writeFileAtomic,
 } from './files.js';
 
-export const ENGINES: readonly HashEngine[] = [nodeCryptoEngine, hashWasmEngine];
+export interface RunOptions extends PassOptions, EngineOptions {}
 
-export interface RunOptions extends PassOptions {
-  /** A hash engine or its name (`node-crypto`, the default, or `hash-wasm`). */
-  engine?: HashEngine | string;
-}
-
-async function engineFor(params: VerityParams, engine: HashEngine | string | undefined): Promise<HashEngine> {
-  const chosen = typeof engine === 'string' ? engineByName(ENGINES, engine) : (engine ?? nodeCryptoEngine);
-  return checkedEngine(chosen, resolveAlgorithm(params.algorithm));
+/** Runs `pass` with the engine the options ask for, and releases its threads afterwards. */
+async function withEngine<T>(
+  params: VerityParams,
+  options: RunOptions,
+  pass: (engine: HashEngine) => Promise<T>,
+): Promise<T & { engine: string }> {
+  const opened = await openEngine(resolveAlgorithm(params.algorithm), params.dataBlocks * params.dataBlockSize, options);
+  try {
+    return { ...(await pass(opened.engine)), engine: opened.description };
+  } finally {
+    await opened.close();
+  }
 }
 
 export interface FormatOptions extends TreeOptions, RunOptions {
@@ -54,6 +56,8 @@ export interface FormatResult {
   params: VerityParams;
   geometry: TreeGeometry;
   rootHash: Uint8Array;
+  /** The hash engine and threads used. */
+  engine: string;
 }
 
 /**
@@ -86,7 +90,6 @@ export async function formatFiles(dataPath: string, hashPath: string, options: F
     const existing = await statOrNull(hashPath);
     if (existing && sameFile(existing, data.stats)) checkOverlap(params, dataPath, hashPath);
     computeGeometry(params);
-    const engine = await engineFor(params, options.engine);
     // Fail before anything is written: an existing hash file keeps its superblock, and no new one appears.
     checkDataSize(params, data);
     if (options.rootHashFile !== undefined) {
@@ -96,39 +99,37 @@ export async function formatFiles(dataPath: string, hashPath: string, options: F
       await (await createAtomic(options.rootHashFile)).abort();
     }
 
-    if (existing) {
-      const sink = await openInPlace(hashPath);
-      try {
-        if (params.superblock) await sink.write(new Uint8Array(SUPERBLOCK_SIZE), params.hashOffset);
-        const result = await buildTree(params, data, sink, engine, options);
-        await sink.sync();
-        if (params.superblock) {
-          await writeSuperblock(sink, params, await fsBlockSize(hashPath));
+    const result = await withEngine(params, options, async (engine) => {
+      if (existing) {
+        const sink = await openInPlace(hashPath);
+        try {
+          if (params.superblock) await sink.write(new Uint8Array(SUPERBLOCK_SIZE), params.hashOffset);
+          const built = await buildTree(params, data, sink, engine, options);
           await sink.sync();
+          if (params.superblock) {
+            await writeSuperblock(sink, params, await fsBlockSize(hashPath));
+            await sink.sync();
+          }
+          return built;
+        } finally {
+          await sink.close();
         }
-        await finishFormat(result.rootHash, options);
-        return { params, ...result };
-      } finally {
-        await sink.close();
       }
-    }
-    const out = await createAtomic(hashPath);
-    try {
-      const deviceBlockSize = await fsBlockSize(hashPath);
-      const result = await formatImage(params, data, out.sink, engine, { ...options, deviceBlockSize });
-      await out.commit();
-      await finishFormat(result.rootHash, options);
-      return { params, ...result };
-    } finally {
-      await out.abort();
-    }
+      const out = await createAtomic(hashPath);
+      try {
+        const deviceBlockSize = await fsBlockSize(hashPath);
+        const built = await formatImage(params, data, out.sink, engine, { ...options, deviceBlockSize });
+        await out.commit();
+        return built;
+      } finally {
+        await out.abort();
+      }
+    });
+    if (options.rootHashFile !== undefined) await writeFileAtomic(options.rootHashFile, toHex(result.rootHash));
+    return { params, ...result };
   } finally {
     await data.close();
   }
-}
-
-async function finishFormat(rootHash: Uint8Array, options: FormatOptions): Promise<void> {
-  if (options.rootHashFile !== undefined) await writeFileAtomic(options.rootHashFile, toHex(rootHash));
 }
 
 /**
@@ -163,6 +164,8 @@ export interface VerifyOptions extends TreeOptions, RunOptions {
 
 export interface VerifyOutcome extends VerifyResult {
   params: VerityParams;
+  /** The hash engine and threads used. */
+  engine: string;
   /** Options that a superblock overrode. */
   warnings: string[];
 }
@@ -211,8 +214,7 @@ export async function verifyFiles(dataPath: string, hashPath: string, options: V
           `Invalid root hash string specified: ${expected.length} bytes, but ${params.algorithm} digests are ${digestBytes} bytes.`,
         );
       }
-      const engine = await engineFor(params, options.engine);
-      const result = await verifyTree(params, data, hash, expected, engine, options);
+      const result = await withEngine(params, options, (engine) => verifyTree(params, data, hash, expected, engine, options));
       return { ...result, params, warnings: superblock ? ignoredOptions(options, params) : [] };
     } finally {
       await hash.close();

@@ -64,7 +64,11 @@ function treeJson(p: VerityParams, g: TreeGeometry) {
   };
 }
 
-export function formatJson(dataPath: string, hashPath: string, p: VerityParams, g: TreeGeometry, rootHash: Uint8Array) {
+export function formatJson(
+  dataPath: string,
+  hashPath: string,
+  r: { params: VerityParams; geometry: TreeGeometry; rootHash: Uint8Array; engine: string },
+) {
   return {
     schemaVersion: SCHEMA_VERSION,
     command: 'format',
@@ -72,9 +76,10 @@ export function formatJson(dataPath: string, hashPath: string, p: VerityParams, 
     exitCode: 0,
     data: { path: dataPath },
     hash: { path: hashPath },
-    params: paramsJson(p),
-    tree: treeJson(p, g),
-    rootHash: toHex(rootHash),
+    params: paramsJson(r.params),
+    tree: treeJson(r.params, r.geometry),
+    rootHash: toHex(r.rootHash),
+    engine: r.engine,
   };
 }
 
@@ -93,11 +98,10 @@ export function dumpJson(hashPath: string, p: VerityParams, g: TreeGeometry) {
 export function verifyJson(
   dataPath: string,
   hashPath: string,
-  p: VerityParams,
-  r: VerifyResult,
+  r: VerifyResult & { params: VerityParams; engine: string; warnings: string[] },
   exitCode: number,
-  warnings: string[],
 ) {
+  const p = r.params;
   const hbs = p.hashBlockSize;
   return {
     schemaVersion: SCHEMA_VERSION,
@@ -129,7 +133,8 @@ export function verifyJson(
         spare: jsonRanges(l.spare, hbs, l.startBlock * hbs),
       })),
     },
-    warnings,
+    engine: r.engine,
+    warnings: r.warnings,
   };
 }
 

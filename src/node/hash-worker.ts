@@ -1,0 +1,351 @@
+/**
+ * One thread of the hash pool (hash-pool.ts). It hashes pieces of a batch that lie in the pool's shared arena, in
+ * place, and writes the digests packed into the arena's digest area; nothing but small messages crosses the thread
+ * boundary. Every thread receives the whole batch and claims pieces of it through a shared counter until none are
+ * left, so a thread that starts late or runs slow (a busy core) takes fewer. Messages are handled strictly in arrival
+ * order (an arena switch that must load a kernel finishes before the next job starts).
+ *
+ * Inner hashers:
+ * - `node-crypto`: node:crypto per block over a Buffer view of the shared arena, salt before or after the block (a
+ *   copy of the hash state after the salt, or the one-shot `crypto.hash` without a salt).
+ * - `wasm-simd`: the SIMD kernel of src/hash/wasm-kernel.ts instantiated over the arena (a shared
+ *   `WebAssembly.Memory`), with this thread's own scratch region; called in pieces of at most 1 MiB because V8 only
+ *   tiers wasm up between calls (wasm-sha256.md, pitfall 1).
+ */
+import { createHash, hash as oneShot, type Hash } from 'node:crypto';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { digestSize, type HashAlgorithm } from '../format/algorithms.js';
+import type { SaltPlacement } from '../hash/engine.js';
+import { blockRuns } from '../hash/zero-blocks.js';
+import {
+  KERNEL_LANES,
+  loadKernel,
+  simdSupported,
+  wasmApi,
+  type Sha256Kernel,
+  type WasmMemory,
+} from '../hash/wasm-kernel.js';
+
+export type PoolInner = 'node-crypto' | 'wasm-simd';
+
+export const WORKER_KIND = 'dm-verity hash pool';
+
+/** `workerData` of every pool thread. */
+export interface WorkerInit {
+  kind: typeof WORKER_KIND;
+  inner: PoolInner;
+  index: number;
+}
+
+/** What a block hasher was created with; travels with every job, so a thread never depends on earlier state. */
+export interface HasherConfig {
+  id: number;
+  algorithm: HashAlgorithm;
+  salt: Uint8Array;
+  placement: SaltPlacement;
+}
+
+/** The arena of one generation, with this thread's own regions in it. */
+export interface ArenaMessage {
+  t: 'arena';
+  id: number;
+  /** The arena of a node-crypto pool. */
+  buffer?: SharedArrayBuffer;
+  /** The arena of a wasm-simd pool; the kernel is instantiated over it. */
+  memory?: WasmMemory;
+  /** This thread's kernel scratch: offset and reserved bytes (16-aligned). */
+  scratch: number;
+  scratchBytes: number;
+  /** Where this thread copies the salt for the kernel's setup (MAX_SALT_SIZE bytes). */
+  salt: number;
+  /** The Int32 through which the threads claim the pieces of a batch. */
+  counter: number;
+}
+
+export interface ConfigMessage {
+  t: 'config';
+  req: number;
+  config: HasherConfig;
+}
+
+/**
+ * A batch: `count` blocks of `blockSize` bytes at arena offset `src`, digest `i` to `dst + i * digestSize`. Every
+ * thread gets the same message; piece `k` is blocks [k * piece, (k + 1) * piece), claimed by incrementing the counter
+ * (which the pool zeroes before sending).
+ */
+export interface HashMessage {
+  t: 'hash';
+  req: number;
+  arena: number;
+  config: HasherConfig;
+  blockSize: number;
+  src: number;
+  count: number;
+  dst: number;
+  piece: number;
+}
+
+/** Test hook: die the way a crashing thread would. */
+export interface FaultMessage {
+  t: 'fault';
+  mode: 'throw' | 'exit';
+}
+
+export type ToWorker = ArenaMessage | ConfigMessage | HashMessage | FaultMessage;
+
+export type FromWorker =
+  | { t: 'ready'; scratchBytes: number }
+  | { t: 'done'; req: number }
+  | { t: 'error'; req: number; message: string };
+
+/** Bytes per kernel call: V8 has no on-stack replacement for wasm, so a long first call would stay in Liftoff. */
+const PIECE_BYTES = 1 << 20;
+
+interface Arena {
+  id: number;
+  bytes: Uint8Array;
+  counter: Int32Array;
+  kernel?: Sha256Kernel;
+  /** Why this thread cannot hash in this arena (reported by every job on it). */
+  error?: string;
+  scratch: number;
+  scratchBytes: number;
+  salt: number;
+  /** Config id and block size the kernel scratch was last set up for. */
+  setupFor?: string;
+}
+
+function describe(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+function checkConfig(inner: PoolInner, config: HasherConfig): void {
+  if (inner === 'wasm-simd' && config.algorithm !== 'sha256') {
+    throw new Error(`The wasm-simd kernel hashes sha256 only, not ${config.algorithm}.`);
+  }
+  // Throws for an algorithm OpenSSL does not know.
+  if (inner === 'node-crypto') createHash(config.algorithm);
+}
+
+/** The hash state after the salt (format 1) or of nothing (format 0), copied per block; kept for the last config. */
+let base: { id: number; hash: Hash } | undefined;
+
+/** Hashes `count` blocks of the batch `m` from its block `first`. */
+type PieceHasher = (arena: Arena, m: HashMessage, first: number, count: number) => void;
+
+const hashWithNodeCrypto: PieceHasher = (arena, m, first, count) => {
+  const { id, algorithm, salt, placement } = m.config;
+  const bytes = arena.bytes;
+  const size = digestSize(algorithm);
+  const src = m.src + first * m.blockSize;
+  let digestAt = m.dst + first * size;
+  if (salt.length === 0 && typeof oneShot === 'function') {
+    // Without a salt the one-shot digest skips the Hash object (~20% faster per 4 KiB block).
+    for (let i = 0, at = src; i < count; i++, at += m.blockSize) {
+      bytes.set(oneShot(algorithm, bytes.subarray(at, at + m.blockSize), 'buffer'), digestAt);
+      digestAt += size;
+    }
+    return;
+  }
+  if (base?.id !== id) {
+    const h = createHash(algorithm);
+    if (placement === 'prefix') h.update(salt);
+    base = { id, hash: h };
+  }
+  const start = base.hash;
+  const suffix = placement === 'suffix' && salt.length > 0;
+  for (let i = 0, at = src; i < count; i++, at += m.blockSize) {
+    // Copying the salted state is cheaper than createHash (no algorithm lookup, no salt update).
+    const h = start.copy();
+    h.update(bytes.subarray(at, at + m.blockSize));
+    if (suffix) h.update(salt);
+    bytes.set(h.digest(), digestAt);
+    digestAt += size;
+  }
+};
+
+const hashWithKernel: PieceHasher = (arena, m, first, count) => {
+  const kernel = arena.kernel!;
+  const { salt, placement, id } = m.config;
+  const key = `${id}/${m.blockSize}`;
+  if (arena.setupFor !== key) {
+    arena.bytes.set(salt, arena.salt);
+    kernel.setup(arena.scratch, arena.salt, salt.length, m.blockSize, placement === 'prefix' ? 1 : 0);
+    arena.setupFor = key;
+  }
+  const fit = Math.max(1, Math.floor(PIECE_BYTES / m.blockSize));
+  const perCall = fit >= KERNEL_LANES ? fit - (fit % KERNEL_LANES) : fit;
+  const src = m.src + first * m.blockSize;
+  const dst = m.dst + first * 32;
+  for (let done = 0; done < count; ) {
+    const n = Math.min(perCall, count - done);
+    kernel.hash(arena.scratch, src + done * m.blockSize, n, dst + done * 32, 32);
+    done += n;
+  }
+};
+
+/** Digest of an all-zero block for a config and block size, computed once (zero-blocks.ts). */
+const zeroDigests = new Map<string, Uint8Array>();
+
+function zeroDigest(m: HashMessage): Uint8Array {
+  const key = `${m.config.id}/${m.blockSize}`;
+  let digest = zeroDigests.get(key);
+  if (!digest) {
+    const { algorithm, salt, placement } = m.config;
+    const h = createHash(algorithm);
+    if (placement === 'prefix') h.update(salt);
+    h.update(new Uint8Array(m.blockSize));
+    if (placement === 'suffix') h.update(salt);
+    digest = h.digest();
+    zeroDigests.set(key, digest);
+  }
+  return digest;
+}
+
+/**
+ * Claims and hashes pieces of batch `m` until every piece is taken. All-zero blocks get the cached zero digest
+ * instead of being hashed, here in each thread, so zero-heavy images keep their parallelism.
+ */
+function hashBatch(arena: Arena, m: HashMessage, hashPiece: PieceHasher): void {
+  const size = digestSize(m.config.algorithm);
+  for (;;) {
+    const first = Atomics.add(arena.counter, 0, 1) * m.piece;
+    if (first >= m.count) return;
+    const count = Math.min(m.piece, m.count - first);
+    const piece = arena.bytes.subarray(m.src + first * m.blockSize, m.src + (first + count) * m.blockSize);
+    for (const run of blockRuns(piece, m.blockSize, count)) {
+      if (!run.zero) {
+        hashPiece(arena, m, first + run.first, run.count);
+        continue;
+      }
+      const digest = zeroDigest(m);
+      for (let i = first + run.first; i < first + run.first + run.count; i++) arena.bytes.set(digest, m.dst + i * size);
+    }
+  }
+}
+
+async function setArena(inner: PoolInner, m: ArenaMessage): Promise<Arena> {
+  const shared = m.buffer ?? (m.memory?.buffer as SharedArrayBuffer | undefined);
+  const base = {
+    id: m.id,
+    scratch: m.scratch,
+    scratchBytes: m.scratchBytes,
+    salt: m.salt,
+    counter: new Int32Array(shared ?? new SharedArrayBuffer(4), shared ? m.counter : 0, 1),
+  };
+  if (inner === 'node-crypto') {
+    if (!m.buffer) return { ...base, bytes: new Uint8Array(0), error: 'The arena has no buffer.' };
+    return { ...base, bytes: Buffer.from(m.buffer) };
+  }
+  if (!m.memory) return { ...base, bytes: new Uint8Array(0), error: 'The arena has no wasm memory.' };
+  try {
+    const kernel = await loadKernel(m.memory);
+    if (kernel.scratchBytes > m.scratchBytes) {
+      throw new Error(`The kernel needs ${kernel.scratchBytes} bytes of scratch; the arena has ${m.scratchBytes}.`);
+    }
+    return { ...base, bytes: new Uint8Array(m.memory.buffer), kernel };
+  } catch (e) {
+    return { ...base, bytes: new Uint8Array(0), error: `Cannot load the wasm-simd kernel: ${describe(e)}` };
+  }
+}
+
+/**
+ * Loads the kernel over a throwaway memory, checks it against node:crypto in both salt placements (this is the
+ * shared-memory build, which no other self-test reaches), and returns its scratch size.
+ */
+async function probeKernel(): Promise<number> {
+  if (!simdSupported()) throw new Error('WebAssembly SIMD is not supported by this runtime.');
+  const { Memory } = wasmApi()!;
+  const kernel = await loadKernel(new Memory({ initial: 1, maximum: 1, shared: true }));
+  const bytes = new Uint8Array(kernel.memory.buffer);
+  const [scratch, saltAt, src, dst] = [0, 8192, 16384, 32768];
+  const blocks = 5;
+  const blockSize = 512;
+  const salt = Uint8Array.from({ length: 32 }, (_, i) => i * 7 + 1);
+  for (let i = 0; i < blocks * blockSize; i++) bytes[src + i] = (i * 131 + (i >>> 9)) & 0xff;
+  bytes.set(salt, saltAt);
+  for (const prefix of [true, false]) {
+    kernel.setup(scratch, saltAt, salt.length, blockSize, prefix ? 1 : 0);
+    kernel.hash(scratch, src, blocks, dst, 32);
+    for (let i = 0; i < blocks; i++) {
+      const block = bytes.subarray(src + i * blockSize, src + (i + 1) * blockSize);
+      const h = createHash('sha256');
+      const expected = (prefix ? h.update(salt).update(block) : h.update(block).update(salt)).digest();
+      if (!expected.equals(bytes.subarray(dst + i * 32, dst + (i + 1) * 32))) {
+        const where = `block ${i}, salt ${prefix ? 'first' : 'last'}`;
+        throw new Error(`The wasm-simd kernel over shared memory gives a wrong digest (${where}).`);
+      }
+    }
+  }
+  return kernel.scratchBytes;
+}
+
+function main(): void {
+  const port = parentPort!;
+  const { inner } = workerData as WorkerInit;
+  let arena: Arena | undefined;
+  let queue: Promise<void> = Promise.resolve();
+
+  const reply = (message: FromWorker): void => port.postMessage(message);
+
+  const handle = async (m: ToWorker): Promise<void> => {
+    switch (m.t) {
+      case 'arena':
+        arena = await setArena(inner, m);
+        return;
+      case 'config':
+        try {
+          checkConfig(inner, m.config);
+          reply({ t: 'done', req: m.req });
+        } catch (e) {
+          reply({ t: 'error', req: m.req, message: describe(e) });
+        }
+        return;
+      case 'hash':
+        try {
+          if (!arena || arena.id !== m.arena) {
+            throw new Error(`Job for arena ${m.arena}, but this thread holds arena ${arena?.id}.`);
+          }
+          if (arena.error) throw new Error(arena.error);
+          checkConfig(inner, m.config);
+          if (m.src < 0 || m.src + m.count * m.blockSize > arena.bytes.length || !(m.piece >= 1)) {
+            throw new Error('Blocks outside the arena.');
+          }
+          hashBatch(arena, m, inner === 'node-crypto' ? hashWithNodeCrypto : hashWithKernel);
+          reply({ t: 'done', req: m.req });
+        } catch (e) {
+          reply({ t: 'error', req: m.req, message: describe(e) });
+        }
+        return;
+      case 'fault':
+        return;
+    }
+  };
+
+  port.on('message', (m: ToWorker) => {
+    if (m.t === 'fault') {
+      // Dies at once, before any later message: an exit, or an uncaught exception as a real crash would be.
+      if (m.mode === 'exit') process.exit(70);
+      throw new Error('simulated hash worker crash');
+    }
+    queue = queue
+      .then(() => handle(m))
+      .catch((e: unknown) => {
+        // A bug here must not leave the pool waiting: crash, and the pool rejects what is pending.
+        setImmediate(() => {
+          throw e;
+        });
+      });
+  });
+
+  const start = inner === 'wasm-simd' ? probeKernel() : Promise.resolve(0);
+  start.then(
+    (scratchBytes) => reply({ t: 'ready', scratchBytes }),
+    (e: unknown) => {
+      // Startup failures end the thread; the pool reports them from the 'error' event.
+      throw new Error(`Hash worker cannot start: ${describe(e)}`);
+    },
+  );
+}
+
+if (!isMainThread && (workerData as WorkerInit | undefined)?.kind === WORKER_KIND) main();
