@@ -7,6 +7,8 @@
  * - `E_IO`: reading or writing failed.
  * - `E_TRUNCATED`: an input is shorter than its parameters require.
  * - `E_BAD_SUPERBLOCK`: there is no valid verity superblock where one is expected.
+ * - `E_BAD_IMAGE`: a disk image or partition table is malformed (bad checksum, field out of range, truncated).
+ * - `E_UNSUPPORTED`: a valid image of a kind we do not read (e.g. a differencing VHDX, which needs its parent).
  * - `E_INTERNAL`: a bug in this library.
  */
 export type VerityErrorCode =
@@ -16,6 +18,8 @@ export type VerityErrorCode =
   | 'E_IO'
   | 'E_TRUNCATED'
   | 'E_BAD_SUPERBLOCK'
+  | 'E_BAD_IMAGE'
+  | 'E_UNSUPPORTED'
   | 'E_INTERNAL';
 
 export class VerityError extends Error {

@@ -32,6 +32,8 @@ export function exitCodeForError(code: VerityErrorCode): number {
     case 'E_IO':
     case 'E_TRUNCATED':
     case 'E_BAD_SUPERBLOCK':
+    case 'E_BAD_IMAGE':
+    case 'E_UNSUPPORTED':
       return EXIT.BAD_INPUT;
     case 'E_INTERNAL':
       return EXIT.INTERNAL;
