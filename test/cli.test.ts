@@ -603,3 +603,33 @@ describe('the built CLI as a process', () => {
     expect(codes).toEqual([0, 3, 4, 0, 0, 1]);
   });
 });
+
+describe('engines and threads', () => {
+  it.each([
+    [['--engine', 'node-crypto', '--threads', '1'], /^node-crypto$/],
+    [['--engine', 'node-crypto', '--threads', '2'], /^node-crypto ×2$/],
+    [['--engine', 'wasm-simd', '--threads', '2'], /^wasm-simd ×2$/],
+    [['--engine', 'hash-wasm', '--threads', '2'], /^hash-wasm \(hash-wasm runs on one thread\)$/],
+    [[], /^node-crypto \(auto: small input\)$/],
+  ])('format and verify %j write the same hash device and report the engine used', async (args, engine) => {
+    const f = await fixture();
+    const out = join(f.dir, 'other.hash');
+    const formatted = parseOneJson(await runCaptured(['format', f.data, out, `--salt=${SALT}`, `--uuid=${UUID}`, '--json', ...args]));
+    expect(formatted.engine).toMatch(engine);
+    expect(formatted.rootHash).toBe(f.root);
+    expect(sha256(out)).toBe(sha256(f.hash));
+    const verified = parseOneJson(await runCaptured(['verify', f.data, out, f.root, '--json', ...args]));
+    expect([verified.status, verified.engine]).toEqual(['ok', expect.stringMatching(engine)]);
+  });
+
+  it('refuses an engine that does not support the hash, and a thread count of 0', async () => {
+    const f = await fixture();
+    expectFailure(
+      await runCaptured(['format', f.data, join(f.dir, 'x.hash'), '--hash', 'sha1', '--engine', 'wasm-simd']),
+      1,
+      'Hash engine wasm-simd does not support sha1.',
+    );
+    expectFailure(await runCaptured(['format', f.data, join(f.dir, 'y.hash'), '--threads', '0']), 1, /--threads.*must be from 1 to 256/);
+    expect(existsSync(join(f.dir, 'x.hash')) || existsSync(join(f.dir, 'y.hash'))).toBe(false);
+  });
+});
