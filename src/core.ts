@@ -36,3 +36,15 @@ export type { Progress, PassOptions } from './tree/progress.js';
 export { RangeSet, type BlockRange } from './report/ranges.js';
 export { renderHeader, renderVerify } from './report/text.js';
 export { SCHEMA_VERSION, dumpJson, formatJson, verifyJson } from './report/json.js';
+export { sliceSource } from './io/slice.js';
+export { openVhd, type VhdImage } from './image/vhd.js';
+export {
+  describePartition,
+  findVerityPairs,
+  partitionSource,
+  readGpt,
+  selectPartition,
+  type GptPartition,
+  type GptTable,
+} from './image/gpt.js';
+export { DPS_TYPES } from './image/dps.js';
