@@ -48,3 +48,4 @@ export {
   type GptTable,
 } from './image/gpt.js';
 export { DPS_TYPES } from './image/dps.js';
+export { openVhdx, type VhdxImage, type VhdxInfo } from './image/vhdx.js';
