@@ -20,6 +20,7 @@ import { openVhdx, type VhdxImage } from '../src/image/vhdx.js';
 import { bytesSource, type ByteSource } from '../src/io/source.js';
 import { openFileSource } from '../src/node/files.js';
 import { Rng } from './support/rng.js';
+import { makeData } from './support/data.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -189,20 +190,9 @@ function putU64(b: Uint8Array, at: number, v: number | bigint): void {
   view(b).setBigUint64(at, BigInt(v), true);
 }
 
-/** Deterministic, distinct content for payload block `block` (xorshift32 seeded by the block index). */
+/** Deterministic, distinct content for payload block `block` (makeData's xorshift32, seeded by the block index). */
 function blockContent(block: number, size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  const words = new Uint32Array(out.buffer);
-  let x = (block * 0x9e3779b1 + 0x1234567) >>> 0 || 1;
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    words[i] = x;
-  }
-  return out;
+  return makeData({ blocks: 1, blockSize: size, tailBytes: 0, fill: 'random', seed: (block * 0x9e3779b1 + 0x1234567) >>> 0 });
 }
 
 interface Spec {
