@@ -9,6 +9,7 @@ import { MAX_BLOCK_SIZE, MIN_BLOCK_SIZE } from '../format/params.js';
 import type { TreeOptions } from '../format/options.js';
 import { dumpFile, formatFiles, verifyFiles } from '../node/api.js';
 import { ENGINE_NAMES } from '../node/engines.js';
+import { MAX_THREADS } from '../node/hash-pool.js';
 import { dumpJson, errorJson, formatJson, verifyJson } from '../report/json.js';
 import { renderHeader, renderVerify, veritysetupLines } from '../report/text.js';
 import { EXIT, exitCodeForError, exitCodeForStatus } from './exit-codes.js';
@@ -73,7 +74,7 @@ function addTreeOptions(cmd: Command): Command {
         .choices(ENGINE_NAMES)
         .default('auto'),
     )
-    .option('--threads <n>', 'hashing threads (default: the available cores; 1 below 16 MiB of data)', integer(1, 256));
+    .option('--threads <n>', 'hashing threads (default: the available cores; 1 below 16 MiB of data)', integer(1, MAX_THREADS));
 }
 
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {

@@ -61,7 +61,7 @@ const MAX_PIECE_BYTES = 1 << 20;
 /** The SIMD kernel hashes 4 blocks at once; pieces are whole groups so only a batch's last call pads lanes. */
 const LANES = 4;
 const CONTROL_BYTES = 64;
-const MAX_THREADS = 64;
+export const MAX_THREADS = 64;
 /** Scratch reserved per thread if the arena is laid out before the threads have reported the kernel's need. */
 const DEFAULT_SCRATCH = 64 << 10;
 const WASM_PAGE = 64 << 10;
