@@ -20,6 +20,11 @@ export interface LevelSink {
 
 const LEVEL_BUFFER_BYTES = 1 << 20;
 
+/** Hash blocks a level buffers before handing them to the sink: ~1 MiB, at least one, at most the whole level. */
+export function levelCapacity(levelBlocks: number, hashBlockSize: number): number {
+  return Math.min(levelBlocks, Math.max(1, Math.floor(LEVEL_BUFFER_BYTES / hashBlockSize)));
+}
+
 interface Parent {
   append(children: Uint8Array, childSize: number, count: number): Promise<void>;
 }
@@ -58,7 +63,7 @@ class Level implements Parent {
     private readonly sink: LevelSink,
     private readonly parent: Parent,
   ) {
-    this.capacity = Math.min(blocks, Math.max(1, Math.floor(LEVEL_BUFFER_BYTES / hashBlockSize)));
+    this.capacity = levelCapacity(blocks, hashBlockSize);
     this.buffer = new Uint8Array(this.capacity * hashBlockSize);
     this.uniform = geometry.slotSize * geometry.hashesPerBlock === hashBlockSize;
   }

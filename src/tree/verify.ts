@@ -14,7 +14,7 @@ import { type ByteSource, readExactly } from '../io/source.js';
 import { type BlockRange, RangeSet } from '../report/ranges.js';
 import { VerityError } from '../errors.js';
 import { checkDataSize, runChain } from './build.js';
-import type { LevelSink } from './level-chain.js';
+import { levelCapacity, type LevelSink } from './level-chain.js';
 import type { PassOptions } from './progress.js';
 
 /**
@@ -90,7 +90,8 @@ export async function verifyTree(
   // hashMismatch[i]: level-i blocks whose digest differs from their entry in level i + 1.
   const hashMismatch = levels.map(() => new RangeSet());
   const spare = levels.map(() => new RangeSet());
-  const stored = levels.map((l) => new Uint8Array(Math.min(l.blocks, Math.max(1, Math.floor((1 << 20) / hbs))) * hbs));
+  // The sink receives at most a level's buffer of blocks at a time (level-chain.ts).
+  const stored = levels.map((l) => new Uint8Array(levelCapacity(l.blocks, hbs) * hbs));
   const firstFailure: (FirstFailure | undefined)[] = levels.map(() => undefined);
 
   const sink: LevelSink = {
