@@ -7,7 +7,9 @@ import { Command, CommanderError, Option } from 'commander';
 import { VerityError } from '../errors.js';
 import { MAX_BLOCK_SIZE, MIN_BLOCK_SIZE } from '../format/params.js';
 import type { TreeOptions } from '../format/options.js';
-import { dumpFile, formatFiles, verifyFiles } from '../node/api.js';
+import { promises as fs } from 'node:fs';
+import { dumpFile, formatFiles, inspectImage, verifyFiles } from '../node/api.js';
+import { renderInspect } from '../report/inspect.js';
 import { ENGINE_NAMES } from '../node/engines.js';
 import { MAX_THREADS } from '../node/hash-pool.js';
 import { dumpJson, errorJson, formatJson, verifyJson } from '../report/json.js';
@@ -77,6 +79,8 @@ function addTreeOptions(cmd: Command): Command {
     .option('--threads <n>', 'hashing threads (default: the available cores; 1 below 16 MiB of data)', integer(1, MAX_THREADS));
 }
 
+const pathExists = (path: string) => fs.access(path).then(() => true, () => false);
+
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   let exitCode: number = EXIT.OK;
   let json = false;
@@ -92,7 +96,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   };
 
   const program = new Command('verity')
-    .description('dm-verity hash trees: format, verify and dump, compatible with veritysetup')
+    .description('dm-verity hash trees: format, verify, dump and inspect, compatible with veritysetup')
     .helpOption('--help', 'show help')
     .version(version, '-V, --version', 'print the version')
     .showHelpAfterError('(run with --help for usage)')
@@ -103,7 +107,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     program
       .command('format')
       .description('build the hash tree of <data> into <hash> and print the root hash')
-      .argument('<data>', 'data device or image file (read only)')
+      .argument('<data>', 'data device, image file or address (read only); "-" for stdin')
       .argument('<hash>', 'hash device or file to write (created if missing)')
       .option('--uuid <uuid>', 'UUID to store in the superblock (default: random)')
       .option('--root-hash-file <path>', 'also write the root hash (hex, no newline) to this file'),
@@ -119,7 +123,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       onProgress: bar?.update,
     }).finally(() => bar?.done());
     pageSizeWarning(result.params.dataBlockSize);
-    if (json) out(JSON.stringify(formatJson(data, hash, result), null, 2) + '\n');
+    if (json) out(JSON.stringify(formatJson(data, hash, result, result.sources), null, 2) + '\n');
     else out(renderHeader(hash, result.params, result.geometry, result.rootHash));
   });
 
@@ -127,20 +131,30 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     program
       .command('verify')
       .description('check <data> against the hash tree in <hash>; report every corrupted block')
-      .argument('<data>', 'data device or image file (read only)')
-      .argument('<hash>', 'hash device or file (read only)')
+      .argument('<data>', 'data device, image file or address (read only); "-" for stdin')
+      .argument('[hash]', 'hash device, file or address (read only); omit it to find the pair in the <data> image')
       .argument('[root-hash]', 'expected root hash, hex')
       .option('--root-hash-file <path>', 'read the expected root hash from this file')
       .addHelpText(
         'after',
         '\nWith a superblock (the default) the tree parameters are read from it and the tree options above are\n' +
           'ignored (a warning names any that differ). With --no-superblock every parameter, the salt included,\n' +
-          'must be given again as at format time.\n\nExit codes: 0 clean, 1 bad parameters, 2 corrupted blocks, ' +
-          '3 root hash mismatch, 4 bad input.',
+          'must be given again as at format time.\n\n' +
+          'Addresses: <file>[::<step>]... where each step names a zip entry or a GPT partition (index, name, GUID or\n' +
+          'DPS type), e.g. eflow.zip::EFLOW.vhdx::3. VHDX and VHD files read as their disks. With only an image and\n' +
+          'a root hash (verify disk.vhdx <root-hash>), the data and hash areas are found from DPS partition types,\n' +
+          'root-hash partition UUIDs or verity superblocks, and what was chosen is printed.\n\n' +
+          'Exit codes: 0 clean, 1 bad parameters, 2 corrupted blocks, 3 root hash mismatch, 4 bad input.',
       ),
-  ).action(async (data: string, hash: string, rootHash: string | undefined, f: CommonFlags) => {
+  ).action(async (data: string, hashArg: string | undefined, rootArg: string | undefined, f: CommonFlags) => {
     command = 'verify';
     json = Boolean(f.json);
+    let hash = hashArg;
+    let rootHash = rootArg;
+    // `verify <image> <root-hash>`: a second operand that is hex and names no file is the root hash.
+    if (hash !== undefined && rootHash === undefined && f.rootHashFile === undefined && /^([0-9a-fA-F]{2})+$/.test(hash)) {
+      if (!(await pathExists(hash))) [hash, rootHash] = [undefined, hash];
+    }
     const bar = progress(f, 'Verifying');
     const result = await verifyFiles(data, hash, {
       ...treeOptions(f),
@@ -151,8 +165,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       onProgress: bar?.update,
     }).finally(() => bar?.done());
     exitCode = exitCodeForStatus(result.status);
+    if (result.sources.discovered) err(`Using ${result.sources.discovered}.\n`);
     for (const w of result.warnings) err(`WARNING: ${w}.\n`);
-    if (json) out(JSON.stringify(verifyJson(data, hash, result, exitCode), null, 2) + '\n');
+    if (json) out(JSON.stringify(verifyJson(data, hash ?? data, result, exitCode, result.sources), null, 2) + '\n');
     else {
       err(veritysetupLines(result));
       out(renderVerify(result, result.params));
@@ -160,16 +175,28 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   });
 
   program
+    .command('inspect')
+    .description('show the containers, partitions, filesystems and verity superblocks of an image')
+    .argument('<image>', 'image file or address (read only): raw, VHDX, VHD, zip, GPT disk or partition')
+    .option('--json', 'print one JSON document (schemaVersion 1) on stdout')
+    .action(async (image: string, f: { json?: boolean }) => {
+      command = 'inspect';
+      json = Boolean(f.json);
+      const report = await inspectImage(image);
+      out(json ? JSON.stringify(report, null, 2) + '\n' : renderInspect(report));
+    });
+
+  program
     .command('dump')
     .description('print the parameters in the superblock of <hash>')
-    .argument('<hash>', 'hash device or file (read only)')
+    .argument('<hash>', 'hash device, file or address (read only)')
     .option('--hash-offset <bytes>', 'byte offset of the superblock (default: 0)', u64)
     .option('--json', 'print one JSON document (schemaVersion 1) on stdout')
     .action(async (hash: string, f: { hashOffset?: number; json?: boolean }) => {
       command = 'dump';
       json = Boolean(f.json);
-      const { params, geometry } = await dumpFile(hash, { hashOffset: f.hashOffset });
-      if (json) out(JSON.stringify(dumpJson(hash, params, geometry), null, 2) + '\n');
+      const { params, geometry, sources } = await dumpFile(hash, { hashOffset: f.hashOffset });
+      if (json) out(JSON.stringify(dumpJson(hash, params, geometry, sources), null, 2) + '\n');
       else out(renderHeader(hash, params, geometry));
     });
 
@@ -183,7 +210,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       // A usage error stops commander before any action ran, so `json` is still unset: look at argv. `--json` promises
       // one JSON document on stdout, also on error.
       if (argv.includes('--json')) {
-        const name = ['format', 'verify', 'dump'].includes(argv[0] ?? '') ? argv[0]! : command;
+        const name = ['format', 'verify', 'dump', 'inspect'].includes(argv[0] ?? '') ? argv[0]! : command;
         out(JSON.stringify(errorJson(name, 'E_PARAM', e.message, EXIT.USAGE), null, 2) + '\n');
       }
       return EXIT.USAGE;

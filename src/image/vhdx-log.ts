@@ -7,7 +7,7 @@
  * and `ReplayedFile` presents the file as it would be after replay. Reference: disk-images.md §1.11.
  */
 import { VerityError } from '../errors.js';
-import type { ByteSource } from '../io/source.js';
+import type { ByteSource, SequentialMap } from '../io/source.js';
 import { crc32cWithZeroedField } from './crc32c.js';
 import { checkRange, readFully, readRange } from './vhdx-io.js';
 import {
@@ -386,12 +386,23 @@ function firstAtOrAfter<T>(items: readonly T[], value: number, key: (item: T) =>
 /** The file as it reads after the log has been replayed: its bytes, zeros past its end, then the overlay. */
 class ReplayedFile implements ByteSource {
   readonly size: number;
+  readonly sequential?: SequentialMap;
 
   constructor(
     private readonly file: ByteSource,
     private readonly overlay: Overlay,
   ) {
     this.size = overlay.size;
+    // Streamed straight from its origin (file offsets are origin offsets), the overlay patches bytes as they pass. A
+    // log that grew the file writes past the origin's end; such a file is read the slow way.
+    const inner = file.sequential;
+    if (inner && inner.origin === file && overlay.size <= file.size) {
+      this.sequential = {
+        origin: file,
+        runs: (offset, length) => inner.runs(offset, length),
+        patch: (bytes, from) => overlay.apply(bytes, from),
+      };
+    }
   }
 
   async read(dst: Uint8Array, position: number): Promise<number> {

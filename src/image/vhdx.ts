@@ -8,7 +8,7 @@
  * needs the parent, and substituting zeros for it would be wrong.
  */
 import { VerityError } from '../errors.js';
-import type { ByteSource } from '../io/source.js';
+import type { ByteSource, OriginRun, SequentialMap } from '../io/source.js';
 import { crc32cWithZeroedField } from './crc32c.js';
 import { NULL_GUID } from './guid.js';
 import { BlockMap, batGeometry, loadBat, type BlockCounts, type ReservedArea } from './vhdx-bat.js';
@@ -438,6 +438,7 @@ function describeParent(item: Uint8Array): string {
 
 class VhdxReader implements VhdxImage {
   readonly size: number;
+  readonly sequential?: SequentialMap;
   private readonly blockSize: number;
 
   constructor(
@@ -447,6 +448,30 @@ class VhdxReader implements VhdxImage {
   ) {
     this.size = info.virtualSize;
     this.blockSize = info.blockSize;
+    const inner = src.sequential;
+    if (inner) {
+      this.sequential = {
+        origin: inner.origin,
+        runs: (offset, length) => this.originRuns(inner, offset, length),
+        ...(inner.patch && { patch: inner.patch }),
+      };
+    }
+  }
+
+  /** The present payload blocks in [offset, offset + length), as runs of the stream the file comes from. */
+  private originRuns(inner: SequentialMap, offset: number, length: number): OriginRun[] {
+    const bs = this.blockSize;
+    const { blocks, offsets } = this.map;
+    const end = Math.min(this.size, offset + length);
+    const runs: OriginRun[] = [];
+    for (let i = this.map.firstAtOrAfter(Math.floor(offset / bs)); i < blocks.length && blocks[i]! * bs < end; i++) {
+      const blockStart = blocks[i]! * bs;
+      const from = Math.max(offset, blockStart);
+      const until = Math.min(end, blockStart + bs);
+      const fileAt = offsets[i]! + (from - blockStart);
+      for (const r of inner.runs(fileAt, until - from)) runs.push({ ...r, at: from + (r.at - fileAt) });
+    }
+    return runs.sort((a, b) => a.from - b.from);
   }
 
   /**

@@ -19,8 +19,17 @@ export function sliceSource(source: ByteSource, offset: number, length: number):
         `past the end of its ${source.size}-byte source.`,
     );
   }
+  const inner = source.sequential;
   return {
     size: length,
+    ...(inner && {
+      sequential: {
+        origin: inner.origin,
+        runs: (o: number, l: number) =>
+          inner.runs(offset + o, Math.min(l, length - o)).map((r) => ({ ...r, at: r.at - offset })),
+        ...(inner.patch && { patch: inner.patch }),
+      },
+    }),
     read(dst, position) {
       if (!Number.isSafeInteger(position) || position < 0) {
         return Promise.reject(new VerityError('E_PARAM', `Invalid read position ${position}.`));

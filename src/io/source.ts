@@ -9,6 +9,30 @@ export interface ByteSource {
   readonly size: number;
   /** Reads up to `dst.length` bytes at `position` into `dst`; returns how many were read (fewer only at the end). */
   read(dst: Uint8Array, position: number): Promise<number>;
+  /**
+   * Set when the bytes ultimately come from a source that is cheap to read only front to back (a compressed zip
+   * entry, stdin): says where they lie in it, so a pass can visit them in that order (io/sequential.ts).
+   */
+  readonly sequential?: SequentialMap;
+}
+
+/** `length` bytes at offset `at` of a source are the bytes at offset `from` of its sequential origin. */
+export interface OriginRun {
+  at: number;
+  length: number;
+  from: number;
+}
+
+export interface SequentialMap {
+  /** The front-to-back source the bytes come from (reading it backwards is slow or impossible). */
+  readonly origin: ByteSource;
+  /**
+   * Where the bytes [offset, offset + length) come from, sorted by origin offset. Bytes no run covers read as zeros
+   * (unallocated blocks of a disk image).
+   */
+  runs(offset: number, length: number): OriginRun[];
+  /** Applies what a layer changes in origin bytes (a replayed VHDX log) to `bytes` read at origin offset `from`. */
+  patch?(bytes: Uint8Array, from: number): void;
 }
 
 export interface ByteSink {

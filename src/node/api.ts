@@ -19,19 +19,30 @@ import { readExactly, type ByteSource } from '../io/source.js';
 import { buildTree, checkDataSize, formatImage, writeSuperblock } from '../tree/build.js';
 import type { PassOptions } from '../tree/progress.js';
 import { verifyTree, type VerifyResult } from '../tree/verify.js';
+import { choosePair, surveyImage } from '../image/survey.js';
+import { inspectReport, type InspectReport } from '../report/inspect.js';
+import { describeLayer, detectContent, openOperand, splitAddress, type OpenOptions, type Operand } from './operand.js';
 import { VerityError } from '../errors.js';
 import { openEngine, type EngineOptions } from './engines.js';
 import {
   createAtomic,
+  createScratch,
   fsBlockSize,
-  openFileSource,
   openInPlace,
   sameFile,
   statOrNull,
   writeFileAtomic,
 } from './files.js';
 
-export interface RunOptions extends PassOptions, EngineOptions {}
+/** Where the operands were read: each one's file and containers, outermost first (operand.ts: describeLayer). */
+export interface Sources {
+  data: string[];
+  hash: string[];
+  /** What was chosen when only an image was given (no hash operand). */
+  discovered: string | null;
+}
+
+export interface RunOptions extends PassOptions, EngineOptions, OpenOptions {}
 
 /** Runs `pass` with the engine the options ask for, and releases its threads afterwards. */
 async function withEngine<T>(
@@ -54,6 +65,7 @@ export interface FormatOptions extends TreeOptions, RunOptions {
 
 export interface FormatResult {
   params: VerityParams;
+  sources: Pick<Sources, 'data'>;
   geometry: TreeGeometry;
   rootHash: Uint8Array;
   /** The hash engine and threads used. */
@@ -83,12 +95,22 @@ function checkOverlap(params: VerityParams, dataPath: string, hashPath: string):
  * veritysetup does, keeping its other bytes; its old superblock is cleared first and the new one written last, so an
  * interrupted run never leaves a superblock over an incomplete tree.
  */
-export async function formatFiles(dataPath: string, hashPath: string, options: FormatOptions = {}): Promise<FormatResult> {
-  const data = await openFileSource(dataPath);
+export async function formatFiles(dataAddress: string, hashPath: string, options: FormatOptions = {}): Promise<FormatResult> {
+  if (splitAddress(hashPath).steps.length > 0 && !(await statOrNull(hashPath))) {
+    throw new VerityError(
+      'E_UNSUPPORTED',
+      `Cannot write the hash tree into ${hashPath}: format writes a file or block device, not into a container.`,
+    );
+  }
+  const operand = await openOperand(dataAddress, options);
+  const data = operand.source;
   try {
+    if (!operand.sizeKnown && options.dataBlocks === undefined) {
+      throw new VerityError('E_PARAM', `${dataAddress} is a stream of unknown length: give the number of blocks with --data-blocks.`);
+    }
     const params = paramsForFormat(options, data.size);
     const existing = await statOrNull(hashPath);
-    if (existing && sameFile(existing, data.stats)) checkOverlap(params, dataPath, hashPath);
+    if (existing && operand.stats && sameFile(existing, operand.stats)) checkOverlap(params, dataAddress, hashPath);
     computeGeometry(params);
     // Fail before anything is written: an existing hash file keeps its superblock, and no new one appears.
     checkDataSize(params, data);
@@ -126,9 +148,9 @@ export async function formatFiles(dataPath: string, hashPath: string, options: F
       }
     });
     if (options.rootHashFile !== undefined) await writeFileAtomic(options.rootHashFile, toHex(result.rootHash));
-    return { params, ...result };
+    return { params, ...result, sources: { data: operand.layers.map(describeLayer) } };
   } finally {
-    await data.close();
+    await operand.close();
   }
 }
 
@@ -164,6 +186,7 @@ export interface VerifyOptions extends TreeOptions, RunOptions {
 
 export interface VerifyOutcome extends VerifyResult {
   params: VerityParams;
+  sources: Sources;
   /** The hash engine and threads used. */
   engine: string;
   /** Options that a superblock overrode. */
@@ -192,53 +215,129 @@ async function readSuperblockAt(hash: ByteSource, hashOffset: number, hashPath: 
   }
 }
 
-export async function verifyFiles(dataPath: string, hashPath: string, options: VerifyOptions): Promise<VerifyOutcome> {
-  const data = await openFileSource(dataPath);
+/**
+ * Verifies the data at `dataAddress` against the tree at `hashAddress` (operand.ts explains addresses). Without
+ * `hashAddress`, the data operand is a whole image and the pair is found in it (image/survey.ts: choosePair).
+ */
+export async function verifyFiles(
+  dataAddress: string,
+  hashAddress: string | undefined,
+  options: VerifyOptions,
+): Promise<VerifyOutcome> {
+  const opened: Operand[] = [];
   try {
-    const hash = await openFileSource(hashPath);
-    try {
-      const superblock = options.superblock ?? true;
-      const params = superblock
-        ? paramsFromSuperblock(await readSuperblockAt(hash, options.hashOffset ?? 0, hashPath), options.hashOffset ?? 0)
-        : paramsWithoutSuperblock(options, data.size);
-      if (sameFile(data.stats, hash.stats)) checkOverlap(params, dataPath, hashPath);
-      const digestBytes = digestSize(resolveAlgorithm(params.algorithm));
-      let expected: Uint8Array;
-      if (options.rootHashFile !== undefined) expected = await readRootHashFile(options.rootHashFile, digestBytes);
-      else if (options.rootHash !== undefined) {
-        expected = typeof options.rootHash === 'string' ? fromHex(options.rootHash, 'root hash string') : options.rootHash;
-      } else throw new VerityError('E_PARAM', 'A root hash is required: give it as an argument or with a root hash file.');
-      if (expected.length !== digestBytes) {
-        throw new VerityError(
-          'E_PARAM',
-          `Invalid root hash string specified: ${expected.length} bytes, but ${params.algorithm} digests are ${digestBytes} bytes.`,
-        );
-      }
-      const result = await withEngine(params, options, (engine) => verifyTree(params, data, hash, expected, engine, options));
-      return { ...result, params, warnings: superblock ? ignoredOptions(options, params) : [] };
-    } finally {
-      await hash.close();
+    const dataOperand = await openOperand(dataAddress, options);
+    opened.push(dataOperand);
+    let data = dataOperand.source;
+    let hash: ByteSource;
+    let hashOffset = options.hashOffset ?? 0;
+    let hashLayers: string[];
+    let discovered: string | null = null;
+    let same = false;
+    if (hashAddress === undefined) {
+      const expected = await expectedRootHash(options, null);
+      if (options.superblock === false) throw new VerityError('E_PARAM', 'Finding the hash tree in an image needs its superblock.');
+      const pair = await choosePair(data, (await detectContent(data)) === 'gpt', expected);
+      ({ data, hash, hashOffset } = pair);
+      discovered = pair.description;
+      hashLayers = dataOperand.layers.map(describeLayer);
+    } else {
+      const hashOperand = await openOperand(hashAddress, options);
+      opened.push(hashOperand);
+      hash = hashOperand.source;
+      hashLayers = hashOperand.layers.map(describeLayer);
+      same = Boolean(dataOperand.stats && hashOperand.stats && sameFile(dataOperand.stats, hashOperand.stats));
     }
+    const hashName = hashAddress ?? dataAddress;
+    const superblock = options.superblock ?? true;
+    const params = superblock
+      ? paramsFromSuperblock(await readSuperblockAt(hash, hashOffset, hashName), hashOffset)
+      : paramsWithoutSuperblock(options, data.size);
+    if (same) checkOverlap(params, dataAddress, hashName);
+    const expected = await expectedRootHash(options, {
+      bytes: digestSize(resolveAlgorithm(params.algorithm)),
+      algorithm: params.algorithm,
+    });
+    const result = await withEngine(params, options, (engine) =>
+      verifyTree(params, data, hash, expected, engine, { ...options, scratch: createScratch }),
+    );
+    return {
+      ...result,
+      params,
+      warnings: superblock ? ignoredOptions(options, params) : [],
+      sources: { data: dataOperand.layers.map(describeLayer), hash: hashLayers, discovered },
+    };
   } finally {
-    await data.close();
+    for (const o of opened) await o.close();
   }
+}
+
+/** The expected root hash from the options; its length is checked when `digestBytes` is known. */
+async function expectedRootHash(options: VerifyOptions, digest: { bytes: number; algorithm: string } | null): Promise<Uint8Array> {
+  const digestBytes = digest?.bytes ?? null;
+  let expected: Uint8Array;
+  if (options.rootHashFile !== undefined) {
+    expected = await readRootHashFile(options.rootHashFile, digestBytes ?? (await rootHashFileLength(options.rootHashFile)));
+  } else if (options.rootHash !== undefined) {
+    expected = typeof options.rootHash === 'string' ? fromHex(options.rootHash, 'root hash string') : options.rootHash;
+  } else throw new VerityError('E_PARAM', 'A root hash is required: give it as an argument or with a root hash file.');
+  if (digestBytes !== null && expected.length !== digestBytes) {
+    throw new VerityError(
+      'E_PARAM',
+      `Invalid root hash string specified: ${expected.length} bytes, but ${digest!.algorithm} digests are ${digestBytes} bytes.`,
+    );
+  }
+  return expected;
+}
+
+/** Digest bytes in a root hash file before its parameters are known: its leading run of hex digits. */
+async function rootHashFileLength(path: string): Promise<number> {
+  const text = await fs.readFile(path, 'latin1').catch(() => '');
+  const digits = /^[0-9a-fA-F]*/.exec(text)![0].length;
+  return Math.max(1, Math.floor(digits / 2));
 }
 
 export interface DumpResult {
   superblock: Superblock;
   params: VerityParams;
   geometry: TreeGeometry;
+  sources: Pick<Sources, 'hash'>;
 }
 
-/** Reads and validates the superblock at `hashOffset` (default 0) of `hashPath`. */
-export async function dumpFile(hashPath: string, options: { hashOffset?: number } = {}): Promise<DumpResult> {
-  const hash = await openFileSource(hashPath);
+/** Reads and validates the superblock at `hashOffset` (default 0) of the operand `hashAddress`. */
+export async function dumpFile(hashAddress: string, options: { hashOffset?: number } = {}): Promise<DumpResult> {
+  const hash = await openOperand(hashAddress);
   try {
     const hashOffset = options.hashOffset ?? 0;
-    const superblock = await readSuperblockAt(hash, hashOffset, hashPath);
+    const superblock = await readSuperblockAt(hash.source, hashOffset, hashAddress);
     const params = paramsFromSuperblock(superblock, hashOffset);
-    return { superblock, params, geometry: computeGeometry(params) };
+    return { superblock, params, geometry: computeGeometry(params), sources: { hash: hash.layers.map(describeLayer) } };
   } finally {
     await hash.close();
+  }
+}
+
+/**
+ * What the image at `address` holds: its containers, partitions, filesystems, verity superblocks and DPS pairs
+ * (`verity inspect`). An address that ends at a zip archive lists its entries.
+ */
+export async function inspectImage(address: string, options: OpenOptions = {}): Promise<InspectReport> {
+  const operand = await openOperand(address, { ...options, stopAtArchive: true });
+  try {
+    const layers = operand.layers.map((l) => ({ kind: l.kind, description: describeLayer(l) }));
+    const last = operand.layers.at(-1)!;
+    if (last.kind === 'zip') {
+      const entries = last.archive.entries.map((e) => ({
+        name: e.name,
+        method: e.compressionMethod === 0 ? 'stored' : e.compressionMethod === 8 ? 'deflated' : `method ${e.compressionMethod}`,
+        size: e.uncompressedSize,
+        compressedSize: e.compressedSize,
+      }));
+      return inspectReport(address, layers, entries, null);
+    }
+    const kind = operand.sizeKnown ? await detectContent(operand.source) : 'other';
+    return inspectReport(address, layers, null, await surveyImage(operand.source, kind === 'gpt'));
+  } finally {
+    await operand.close();
   }
 }

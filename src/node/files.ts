@@ -7,7 +7,8 @@ import { constants, promises as fs, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { VerityError } from '../errors.js';
 import { DEFAULT_DEVICE_BLOCK_SIZE } from '../tree/build.js';
-import type { ByteSource, ReadWriteSink } from '../io/source.js';
+import { MemorySink, type ByteSource, type ReadWriteSink } from '../io/source.js';
+import { tmpdir } from 'node:os';
 
 function ioError(e: unknown, path: string, doing: string): VerityError {
   const code = (e as NodeJS.ErrnoException).code;
@@ -198,4 +199,25 @@ export async function fsBlockSize(path: string): Promise<number> {
   } catch {
     return DEFAULT_DEVICE_BLOCK_SIZE;
   }
+}
+
+/** Scratch kept in memory up to this size; larger goes to a temporary file. */
+const SCRATCH_IN_MEMORY = 32 * 1024 * 1024;
+
+/**
+ * Temporary storage for `bytes` of intermediate data (a streamed verify's level 0 and hash-area copy): memory when
+ * small, else a file in the temporary directory that is removed as soon as it is open (and so never outlives us).
+ */
+export async function createScratch(bytes: number): Promise<ReadWriteSink & { close(): Promise<void> }> {
+  if (bytes <= SCRATCH_IN_MEMORY) return Object.assign(new MemorySink(), { close: async () => {} });
+  const path = join(tmpdir(), `verity-scratch-${process.pid}-${randomBytes(6).toString('hex')}`);
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(path, 'wx+', 0o600);
+  } catch (e) {
+    throw ioError(e, path, 'create');
+  }
+  await fs.unlink(path).catch(() => {});
+  const sink = sinkOver(handle, path);
+  return { write: sink.write, read: sink.read, close: () => handle.close() };
 }

@@ -64,17 +64,26 @@ function treeJson(p: VerityParams, g: TreeGeometry) {
   };
 }
 
+/** Where an operand was read, outermost first ("file x.zip (…)", "zip entry …", "GPT partition #3 …"). */
+export interface SourceLayers {
+  data?: string[];
+  hash?: string[];
+  /** What `verify` chose when only an image was given. */
+  discovered?: string | null;
+}
+
 export function formatJson(
   dataPath: string,
   hashPath: string,
   r: { params: VerityParams; geometry: TreeGeometry; rootHash: Uint8Array; engine: string },
+  sources: SourceLayers = {},
 ) {
   return {
     schemaVersion: SCHEMA_VERSION,
     command: 'format',
     status: 'ok',
     exitCode: 0,
-    data: { path: dataPath },
+    data: { path: dataPath, layers: sources.data ?? [] },
     hash: { path: hashPath },
     params: paramsJson(r.params),
     tree: treeJson(r.params, r.geometry),
@@ -83,13 +92,13 @@ export function formatJson(
   };
 }
 
-export function dumpJson(hashPath: string, p: VerityParams, g: TreeGeometry) {
+export function dumpJson(hashPath: string, p: VerityParams, g: TreeGeometry, sources: SourceLayers = {}) {
   return {
     schemaVersion: SCHEMA_VERSION,
     command: 'dump',
     status: 'ok',
     exitCode: 0,
-    hash: { path: hashPath },
+    hash: { path: hashPath, layers: sources.hash ?? [] },
     params: paramsJson(p),
     tree: treeJson(p, g),
   };
@@ -100,6 +109,7 @@ export function verifyJson(
   hashPath: string,
   r: VerifyResult & { params: VerityParams; engine: string; warnings: string[] },
   exitCode: number,
+  sources: SourceLayers = {},
 ) {
   const p = r.params;
   const hbs = p.hashBlockSize;
@@ -110,6 +120,7 @@ export function verifyJson(
     exitCode,
     data: {
       path: dataPath,
+      layers: sources.data ?? [],
       blocks: p.dataBlocks,
       blockSize: p.dataBlockSize,
       corruptBlocks: count(r.data.corrupt),
@@ -117,7 +128,8 @@ export function verifyJson(
       unverifiedBlocks: count(r.data.unverified),
       unverified: jsonRanges(r.data.unverified, p.dataBlockSize),
     },
-    hash: { path: hashPath },
+    hash: { path: hashPath, layers: sources.hash ?? [] },
+    discovered: sources.discovered ?? null,
     params: paramsJson(p),
     rootHash: { expected: toHex(r.expectedRoot), actual: toHex(r.actualRoot), matches: r.status !== 'root-mismatch' && toHex(r.expectedRoot) === toHex(r.actualRoot) },
     tree: {

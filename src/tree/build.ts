@@ -3,7 +3,8 @@ import { computeGeometry, type TreeGeometry } from '../format/geometry.js';
 import type { VerityParams } from '../format/params.js';
 import { saltPlacementFor, type HashEngine } from '../hash/engine.js';
 import { readBlocks } from '../io/block-reader.js';
-import type { ByteSink, ByteSource, ReadWriteSink } from '../io/source.js';
+import type { ByteSource, ReadWriteSink } from '../io/source.js';
+import { chainFromLevel0, level0InOriginOrder, type Capture } from './origin-order.js';
 import { superblockFromParams } from '../format/options.js';
 import { serializeSuperblock } from '../format/superblock.js';
 import { VerityError } from '../errors.js';
@@ -26,9 +27,17 @@ export function checkDataSize(params: VerityParams, data: ByteSource): void {
   }
 }
 
+/** Where level 0 goes when the data must be read in stream order (origin-order.ts), and what to copy on the way. */
+export interface Level0Store {
+  store: ReadWriteSink;
+  offset: number;
+  captures?: Capture[];
+}
+
 /**
  * Hashes the data blocks and a pass over the chain of levels; shared by build and verify. `sink` decides what
- * happens to each finished hash block.
+ * happens to each finished hash block. Data from a front-to-back stream is hashed in stream order into the level-0
+ * store `level0` gives, and the levels above are built from there.
  */
 export async function runChain(
   params: VerityParams,
@@ -37,12 +46,24 @@ export async function runChain(
   engine: HashEngine,
   sink: LevelSink,
   options: PassOptions,
+  level0?: () => Promise<Level0Store>,
 ): Promise<Uint8Array> {
   const hasher = await engine.createBlockHasher({
     algorithm: resolveAlgorithm(params.algorithm),
     salt: params.salt,
     saltPlacement: saltPlacementFor(params.hashType),
   });
+  if (data.sequential && level0 && geometry.levels.length > 0) {
+    const { store, offset, captures = [] } = await level0();
+    const sequentialData = { ...data, sequential: data.sequential };
+    await level0InOriginOrder(params, geometry, sequentialData, hasher, store, offset, captures, {
+      ...options,
+      chunkBytes: engine.batchBytes,
+      allocate: engine.allocate?.bind(engine),
+    });
+    const end = offset + geometry.levels[0]!.blocks * params.hashBlockSize;
+    return chainFromLevel0(params, geometry, { size: end, read: (d, p) => store.read(d, p) }, offset, hasher, sink);
+  }
   const chain = new LevelChain(geometry, params.dataBlocks, params.dataBlockSize, params.hashBlockSize, hasher, sink);
   const bytesTotal = params.dataBlocks * params.dataBlockSize;
   const reads = readBlocks(data, params.dataBlockSize, params.dataBlocks, 'Data device', {
@@ -64,7 +85,7 @@ export async function runChain(
 export async function buildTree(
   params: VerityParams,
   data: ByteSource,
-  hash: ByteSink,
+  hash: ReadWriteSink,
   engine: HashEngine,
   options: PassOptions = {},
 ): Promise<BuildResult> {
@@ -76,7 +97,8 @@ export async function buildTree(
       return built;
     },
   };
-  const rootHash = await runChain(params, geometry, data, engine, sink, options);
+  const level0 = async () => ({ store: hash, offset: (geometry.levels[0]?.startBlock ?? 0) * params.hashBlockSize });
+  const rootHash = await runChain(params, geometry, data, engine, sink, options, level0);
   return { rootHash, geometry };
 }
 

@@ -84,6 +84,16 @@ class Level implements Parent {
     }
   }
 
+  /** Hands finished blocks of this level, built elsewhere, to the sink and their digests to the parent. */
+  async pass(built: Uint8Array, count: number): Promise<void> {
+    if (this.fill !== 0 || this.first + count > this.blocks) {
+      throw new VerityError('E_INTERNAL', `Level ${this.level} cannot take ${count} built blocks at ${this.first}.`);
+    }
+    const up = await this.sink.onBlocks(this.level, this.first, count, built);
+    await this.parent.append(up, this.hashBlockSize, count);
+    this.first += count;
+  }
+
   async flush(): Promise<void> {
     const count = Math.ceil(this.fill / this.geometry.hashesPerBlock);
     if (count === 0) return;
@@ -129,6 +139,19 @@ export class LevelChain {
     this.dataBlocksSeen += count;
     if (this.dataBlocksSeen > this.dataBlocks) throw new VerityError('E_INTERNAL', 'More data blocks than the tree covers.');
     await this.entry.append(bytes, this.dataBlockSize, count);
+  }
+
+  /**
+   * Takes the next `count` level-0 blocks ready-made (`count * hashBlockSize` bytes) instead of data blocks: their
+   * digests were computed out of data order (sequential.ts). Level 0 then covers `hashesPerBlock` data blocks a block.
+   */
+  async addLevel0(built: Uint8Array, count: number, dataBlocksCovered: number): Promise<void> {
+    this.dataBlocksSeen += dataBlocksCovered;
+    const level0 = this.levels[0];
+    if (!level0 || this.dataBlocksSeen > this.dataBlocks) {
+      throw new VerityError('E_INTERNAL', 'Level-0 blocks given to a tree without level 0, or past its end.');
+    }
+    await level0.pass(built, count);
   }
 
   async finish(): Promise<Uint8Array> {

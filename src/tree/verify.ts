@@ -10,7 +10,8 @@ import { bytesEqual, isAllZero } from '../format/bytes.js';
 import { computeGeometry, type TreeGeometry } from '../format/geometry.js';
 import type { VerityParams } from '../format/params.js';
 import type { HashEngine } from '../hash/engine.js';
-import { type ByteSource, readExactly } from '../io/source.js';
+import { type ByteSource, MemorySink, readExactly, type ReadWriteSink } from '../io/source.js';
+import { copyInOriginOrder, type Capture } from './origin-order.js';
 import { type BlockRange, RangeSet } from '../report/ranges.js';
 import { VerityError } from '../errors.js';
 import { checkDataSize, runChain } from './build.js';
@@ -60,14 +61,50 @@ export interface VerifyResult {
   firstFailure: FirstFailure | null;
 }
 
+/** Temporary storage a verify of streamed input needs (its level 0, a copy of a streamed hash area). */
+export type Scratch = ReadWriteSink & { close?(): Promise<void> };
+
+export interface VerifyTreeOptions extends PassOptions {
+  /** Where to keep `bytes` of temporary data (default: memory). A Node caller passes temporary files for large ones. */
+  scratch?: (bytes: number) => Promise<Scratch>;
+}
+
+/**
+ * Checks `data` against the tree in `hash`. Either may come from a front-to-back stream (`ByteSource.sequential`):
+ * streamed data is hashed in stream order into a scratch level 0, and a streamed hash area is copied to scratch
+ * first (in the same pass when it is on the same stream), so the tree can be read in any order.
+ */
 export async function verifyTree(
   params: VerityParams,
   data: ByteSource,
   hash: ByteSource,
   expectedRoot: Uint8Array,
   engine: HashEngine,
-  options: PassOptions = {},
+  options: VerifyTreeOptions = {},
 ): Promise<VerifyResult> {
+  const scratches: Scratch[] = [];
+  const scratch = async (bytes: number) => {
+    const s = (await options.scratch?.(bytes)) ?? new MemorySink();
+    scratches.push(s);
+    return s;
+  };
+  try {
+    return await verifyWith(params, data, hash, expectedRoot, engine, options, scratch);
+  } finally {
+    for (const s of scratches) await s.close?.();
+  }
+}
+
+async function verifyWith(
+  params: VerityParams,
+  data: ByteSource,
+  hashDevice: ByteSource,
+  expectedRoot: Uint8Array,
+  engine: HashEngine,
+  options: PassOptions,
+  scratch: (bytes: number) => Promise<Scratch>,
+): Promise<VerifyResult> {
+  let hash = hashDevice;
   const geometry = computeGeometry(params);
   if (expectedRoot.length !== geometry.digestSize) {
     throw new VerityError(
@@ -86,6 +123,16 @@ export async function verifyTree(
 
   const { levels, hashesPerBlock: hpb, slotSize, digestSize: D } = geometry;
   const hbs = params.hashBlockSize;
+  const captures: Capture[] = [];
+  if (hashDevice.sequential && geometry.hashBlocks > 0) {
+    const length = geometry.hashDeviceSize;
+    const copy = await scratch(length);
+    const capture = { source: hashDevice, length, sink: copy };
+    if (data.sequential?.origin === hashDevice.sequential.origin && levels.length > 0) captures.push(capture);
+    else await copyInOriginOrder(capture);
+    hash = { size: length, read: (d, p) => copy.read(d, p) };
+  }
+  const level0 = async () => ({ store: await scratch(levels[0]!.blocks * hbs), offset: 0, captures });
   const dataMismatch = new RangeSet();
   // hashMismatch[i]: level-i blocks whose digest differs from their entry in level i + 1.
   const hashMismatch = levels.map(() => new RangeSet());
@@ -135,7 +182,7 @@ export async function verifyTree(
       return mine;
     },
   };
-  const actualRoot = await runChain(params, geometry, data, engine, sink, options);
+  const actualRoot = await runChain(params, geometry, data, engine, sink, options, level0);
   return {
     ...attribute(params, geometry, expectedRoot, actualRoot, dataMismatch, hashMismatch, spare),
     firstFailure: firstFailure.find((f) => f !== undefined) ?? null,
