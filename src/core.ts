@@ -49,3 +49,8 @@ export {
 } from './image/gpt.js';
 export { DPS_TYPES } from './image/dps.js';
 export { openVhdx, type VhdxImage, type VhdxInfo } from './image/vhdx.js';
+export { streamSource, type ByteStream, type StreamSource } from './io/sequential.js';
+export type { OriginRun, SequentialMap } from './io/source.js';
+export { choosePair, filesystemSize, surveyImage, type ChosenPair, type Survey } from './image/survey.js';
+export { inspectReport, renderInspect, type InspectReport } from './report/inspect.js';
+export type { Scratch, VerifyTreeOptions } from './tree/verify.js';

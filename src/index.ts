@@ -3,9 +3,13 @@ export * from './core.js';
 export { nodeCryptoEngine } from './hash/node-engine.js';
 export { ENGINE_NAMES, ENGINES, openEngine, type EngineName, type EngineOptions, type OpenedEngine } from './node/engines.js';
 export { createHashPool } from './node/hash-pool.js';
+export { openOperand, splitAddress, describeLayer, detectContent, type Operand, type Layer, type OpenOptions } from './node/operand.js';
+export { openZip, type ZipArchive, type ZipEntryInfo } from './node/zip.js';
 export {
   dumpFile,
   formatFiles,
+  inspectImage,
+  type Sources,
   readRootHashFile,
   verifyFiles,
   type DumpResult,
