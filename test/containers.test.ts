@@ -6,20 +6,17 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { streamSource } from '../src/io/sequential.js';
 import { bytesSource, readExactly } from '../src/io/source.js';
 import { BUILT_CLI, expectFailure, runCaptured } from './support/cli-harness.js';
 import { makeData } from './support/data.js';
 import { NEEDS_VERITYSETUP, veritysetup, hasVeritysetup } from './support/veritysetup-bin.js';
+import { findTool } from './support/tools.js';
 
-function findTool(name: string, ...preferred: string[]): string | null {
-  const candidates = [...preferred, ...(process.env.PATH ?? '').split(delimiter).map((d) => join(d, name))];
-  return candidates.find((c) => existsSync(c)) ?? null;
-}
 const SGDISK = findTool('sgdisk', '/usr/sbin/sgdisk');
 const QEMU_IMG = findTool('qemu-img', '/usr/bin/qemu-img');
 const ZIP = findTool('zip', '/usr/bin/zip');
@@ -183,8 +180,9 @@ describe.skipIf(!canRun)(`the same disk as raw, VHDX, stored and deflated zip${S
 
 const BZIP2 = findTool('bzip2', '/usr/bin/bzip2', '/bin/bzip2');
 describe.skipIf(!ZIP || !BZIP2)(`Hyper-V and qemu VHDX samples inside a deflated zip${ZIP && BZIP2 ? '' : ' [SKIPPED: needs zip and bzip2]'}`, () => {
-  // test-disk2vhd (2 MiB blocks) and the dirty-log image (payload blocks out of virtual order, a log to replay):
-  // hashed in stream order from the zip, the tree must equal the one hashed in disk order from the file.
+  // test-disk2vhd (Disk2VHD, 2 MiB blocks) and the dirty-log image (a log to replay while streaming): hashed in
+  // stream order from the zip, the tree must equal the one hashed in disk order from the file. Their payload blocks
+  // are in disk order or hold equal bytes, so block placement is pinned by the shuffled test below.
   for (const [name, blocks] of [['test-disk2vhd', 65536], ['iotest-dirtylog-10G-4M', 16384]] as const) {
     it(`${name}: format from the deflated entry writes the same hash device as from the file`, async () => {
       const dir = mkdtempSync(join(tmpdir(), 'verity-vhdx-zip-'));
@@ -207,6 +205,35 @@ describe.skipIf(!ZIP || !BZIP2)(`Hyper-V and qemu VHDX samples inside a deflated
       }
     }, 60_000);
   }
+});
+
+const QEMU_IO = findTool('qemu-io', '/usr/bin/qemu-io');
+const shuffledReady = Boolean(QEMU_IO && QEMU_IMG && SGDISK && ZIP);
+describe.skipIf(!shuffledReady)(`payload blocks out of disk order${shuffledReady ? '' : ' [SKIPPED: needs qemu-io, qemu-img, sgdisk and zip]'}`, () => {
+  it('a VHDX written in shuffled order, partition at an unaligned offset: the deflated entry hashes like the file', async () => {
+    // Partition 1 starts at LBA 35 (byte 17920), so data blocks straddle the 1 MiB payload blocks; qemu-io writes
+    // 512 KiB pieces with distinct patterns in shuffled order, so payload blocks are allocated out of disk order.
+    const dir = mkdtempSync(join(tmpdir(), 'verity-shuffled-'));
+    try {
+      const raw = join(dir, 'disk.raw');
+      writeFileSync(raw, new Uint8Array(16 * MiB));
+      run(SGDISK!, ['-a', '1', '-n', '1:35:+12M', raw]);
+      const vhdx = join(dir, 'disk.vhdx');
+      run(QEMU_IMG!, ['convert', '-f', 'raw', '-O', 'vhdx', '-o', 'subformat=dynamic,block_size=1M', raw, vhdx]);
+      const pieces = [7, 2, 19, 11, 4, 23, 14, 9, 3, 21, 16, 6, 12, 5, 18, 10]; // 512 KiB pieces; some left empty
+      const writes = pieces.flatMap((p) => ['-c', `write -P ${(p * 37) & 0xff} ${p * 512 * 1024} 512k`]);
+      run(QEMU_IO!, ['-f', 'vhdx', ...writes, vhdx]);
+      run(ZIP!, ['-q', '-6', '-j', join(dir, 'z.zip'), vhdx]);
+      const args = ['--salt', '5a', '--uuid', UUID];
+      const a = await runCaptured(['format', `${vhdx}::1`, join(dir, 'a.img'), ...args]);
+      const b = await runCaptured(['format', `${join(dir, 'z.zip')}::disk.vhdx::1`, join(dir, 'b.img'), ...args]);
+      expect(a.code, a.stderr).toBe(0);
+      expect(b.code, b.stderr).toBe(0);
+      expect(sha256(readFileSync(join(dir, 'b.img')))).toBe(sha256(readFileSync(join(dir, 'a.img'))));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 describe('front-to-back sources', () => {

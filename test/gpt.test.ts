@@ -5,8 +5,8 @@
  * same disk converted to VHD, verify with the core API.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { formatUuid, fromHex, toHex } from '../src/format/bytes.js';
@@ -32,14 +32,11 @@ import { verifyTree } from '../src/tree/verify.js';
 import { Rng } from './support/rng.js';
 import { tempDirPerTest } from './support/tree-damage.js';
 import { hasVeritysetup, NEEDS_VERITYSETUP, veritysetup } from './support/veritysetup-bin.js';
+import { findTool } from './support/tools.js';
 
 const MiB = 1 << 20;
 const GiB = 1024 * MiB;
 
-function findTool(name: string, preferred: string): string | null {
-  const candidates = [preferred, ...(process.env.PATH ?? '').split(delimiter).map((d) => join(d, name))];
-  return candidates.find((c) => c && existsSync(c)) ?? null;
-}
 const SGDISK = findTool('sgdisk', '/usr/sbin/sgdisk');
 const SFDISK = findTool('sfdisk', '/usr/sbin/sfdisk');
 const FDISK = findTool('fdisk', '/usr/sbin/fdisk');

@@ -4,8 +4,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { delimiter, dirname, join } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { isAllZero } from '../src/format/bytes.js';
@@ -14,15 +14,12 @@ import { bytesSource, type ByteSource } from '../src/io/source.js';
 import { sliceSource } from '../src/io/slice.js';
 import { Rng } from './support/rng.js';
 import { tempDirPerTest } from './support/tree-damage.js';
+import { findTool } from './support/tools.js';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'vhd');
 const MiB = 1 << 20;
 const GiB = 1024 * MiB;
 
-function findTool(name: string, preferred: string): string | null {
-  const candidates = [preferred, ...(process.env.PATH ?? '').split(delimiter).map((d) => join(d, name))];
-  return candidates.find((c) => c && existsSync(c)) ?? null;
-}
 const QEMU_IMG = findTool('qemu-img', '/usr/bin/qemu-img');
 const NEEDS_QEMU_IMG = QEMU_IMG ? '' : ' [SKIPPED: qemu-img not installed]';
 const BZIP2 = findTool('bzip2', '/usr/bin/bzip2');

@@ -7,10 +7,10 @@ import { Command, CommanderError, Option } from 'commander';
 import { VerityError } from '../errors.js';
 import { MAX_BLOCK_SIZE, MIN_BLOCK_SIZE } from '../format/params.js';
 import type { TreeOptions } from '../format/options.js';
-import { promises as fs } from 'node:fs';
 import { dumpFile, formatFiles, inspectImage, verifyFiles } from '../node/api.js';
 import { renderInspect } from '../report/inspect.js';
 import { ENGINE_NAMES } from '../node/engines.js';
+import { pathExists } from '../node/files.js';
 import { MAX_THREADS } from '../node/hash-pool.js';
 import { dumpJson, errorJson, formatJson, verifyJson } from '../report/json.js';
 import { renderHeader, renderVerify, veritysetupLines } from '../report/text.js';
@@ -78,8 +78,6 @@ function addTreeOptions(cmd: Command): Command {
     )
     .option('--threads <n>', 'hashing threads (default: the available cores; 1 below 16 MiB of data)', integer(1, MAX_THREADS));
 }
-
-const pathExists = (path: string) => fs.access(path).then(() => true, () => false);
 
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   let exitCode: number = EXIT.OK;

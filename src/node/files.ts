@@ -175,6 +175,14 @@ export async function writeFileAtomic(path: string, content: string | Uint8Array
   }
 }
 
+/** Whether anything exists at `path` (false also when it cannot be looked up at all). */
+export function pathExists(path: string): Promise<boolean> {
+  return fs.access(path, constants.F_OK).then(
+    () => true,
+    () => false,
+  );
+}
+
 export async function statOrNull(path: string): Promise<Stats | null> {
   try {
     return await fs.stat(path);

@@ -9,14 +9,14 @@
  * `eflow.zip::EFLOW.vhdx::3` is partition 3 of the disk in the VHDX inside the zip. A file whose own name contains
  * `::` is used whole when it exists.
  */
-import { constants, fstatSync, promises as fs, type Stats } from 'node:fs';
+import { fstatSync, type Stats } from 'node:fs';
 import { VerityError } from '../errors.js';
 import { streamSource, type StreamSource } from '../io/sequential.js';
 import { readExactly, type ByteSource } from '../io/source.js';
 import { readGpt, selectPartition, partitionSource, describePartition, type GptPartition, type GptTable } from '../image/gpt.js';
 import { openVhd, type VhdInfo } from '../image/vhd.js';
 import { openVhdx, type VhdxInfo } from '../image/vhdx.js';
-import { openFileSource } from './files.js';
+import { openFileSource, pathExists } from './files.js';
 import { looksLikeZip, openZip, type ZipArchive, type ZipEntryInfo } from './zip.js';
 
 export const STEP_SEPARATOR = '::';
@@ -25,7 +25,7 @@ export type Layer =
   | { kind: 'file'; path: string; size: number }
   | { kind: 'stdin'; size: number | null }
   | { kind: 'zip'; archive: ZipArchive }
-  | { kind: 'zip-entry'; entry: ZipEntryInfo; streamed: boolean }
+  | { kind: 'zip-entry'; entry: ZipEntryInfo }
   | { kind: 'vhdx'; info: VhdxInfo }
   | { kind: 'vhd'; info: VhdInfo }
   | { kind: 'partition'; table: GptTable; partition: GptPartition };
@@ -144,7 +144,7 @@ async function openBase(path: string, options: OpenOptions): Promise<{ source: B
 /** Opens an operand, read-only: the file (or stdin), then every container and step in it. */
 export async function openOperand(address: string, options: OpenOptions = {}): Promise<Operand> {
   let split = splitAddress(address);
-  if (split.steps.length > 0 && (await fs.access(address, constants.F_OK).then(() => true, () => false))) {
+  if (split.steps.length > 0 && (await pathExists(address))) {
     split = { path: address, steps: [] };
   }
   const { path, steps } = split;
@@ -180,7 +180,7 @@ export async function openOperand(address: string, options: OpenOptions = {}): P
           );
         }
         const entry = await archive.open(step);
-        layers.push({ kind: 'zip-entry', entry: entry.entry, streamed: Boolean(entry.sequential) });
+        layers.push({ kind: 'zip-entry', entry: entry.entry });
         source = entry;
       } else if (kind === 'gpt' && next < steps.length) {
         const table = await readGpt(source);

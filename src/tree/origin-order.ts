@@ -143,30 +143,8 @@ export async function level0InOriginOrder(
     },
   }));
   const mapped = jobs.reduce((sum, j) => sum + j.length, 0);
-  for (const c of captures) {
-    const map = c.source.sequential;
-    if (!map || map.origin !== origin) throw new VerityError('E_INTERNAL', 'A capture must come from the same stream.');
-    // The copy reads as zeros where no run writes: give it its full length first.
-    if (c.length > 0) await c.sink.write(new Uint8Array(1), c.length - 1);
-    for (const r of map.runs(0, c.length)) {
-      jobs.push({ ...r, align: 1, map, take: (at, bytes) => c.sink.write(bytes, at) });
-    }
-  }
-  jobs.sort((a, b) => a.from - b.from);
-
-  for (const job of jobs) {
-    let k = 0;
-    while (k < job.length) {
-      options.signal?.throwIfAborted();
-      const aligned = Math.floor((job.at + k + chunk) / job.align) * job.align - job.at;
-      const end = Math.min(job.length, aligned > k ? aligned : k + chunk);
-      const bytes = staging.subarray(0, end - k);
-      await readExactly(origin, bytes, job.from + k, 'Stream');
-      job.map.patch?.(bytes, job.from + k);
-      await job.take(job.at + k, bytes);
-      k = end;
-    }
-  }
+  for (const c of captures) jobs.push(...(await captureJobs(c, origin)));
+  await visitInOriginOrder(origin, jobs, staging, options.signal);
   for (const [block, entry] of [...pending].sort((a, b) => a[0] - b[0])) await digestRun(block, entry.bytes, 1);
 }
 
@@ -192,16 +170,35 @@ export async function chainFromLevel0(
 
 /** Copies a capture on its own, reading its stream front to back. */
 export async function copyInOriginOrder(capture: Capture): Promise<void> {
-  const map = capture.source.sequential;
-  if (!map) throw new VerityError('E_INTERNAL', 'Only a streamed source is copied in stream order.');
-  if (capture.length > 0) await capture.sink.write(new Uint8Array(1), capture.length - 1);
-  const buffer = new Uint8Array(Math.min(capture.length, 1 << 20));
-  for (const r of map.runs(0, capture.length)) {
-    for (let k = 0; k < r.length; k += buffer.length) {
-      const bytes = buffer.subarray(0, Math.min(buffer.length, r.length - k));
-      await readExactly(map.origin, bytes, r.from + k, 'Stream');
-      map.patch?.(bytes, r.from + k);
-      await capture.sink.write(bytes, r.at + k);
+  const origin = capture.source.sequential?.origin;
+  if (!origin) throw new VerityError('E_INTERNAL', 'Only a streamed source is copied in stream order.');
+  const staging = new Uint8Array(Math.max(1, Math.min(capture.length, 1 << 20)));
+  await visitInOriginOrder(origin, await captureJobs(capture, origin), staging);
+}
+
+/** The runs of a capture as jobs that write into its sink, which is first given its full length (it reads as zeros where no run writes). */
+async function captureJobs(c: Capture, origin: ByteSource): Promise<Job[]> {
+  const map = c.source.sequential;
+  if (!map || map.origin !== origin) throw new VerityError('E_INTERNAL', 'A capture must come from the same stream.');
+  if (c.length > 0) await c.sink.write(new Uint8Array(1), c.length - 1);
+  return map.runs(0, c.length).map((r) => ({ ...r, align: 1, map, take: (at, bytes) => c.sink.write(bytes, at) }));
+}
+
+/** Reads every job's bytes from `origin` in origin order, in pieces of at most `staging.length`, and hands them over. */
+async function visitInOriginOrder(origin: ByteSource, jobs: Job[], staging: Uint8Array, signal?: AbortSignal): Promise<void> {
+  const chunk = staging.length;
+  jobs.sort((a, b) => a.from - b.from);
+  for (const job of jobs) {
+    let k = 0;
+    while (k < job.length) {
+      signal?.throwIfAborted();
+      const aligned = Math.floor((job.at + k + chunk) / job.align) * job.align - job.at;
+      const end = Math.min(job.length, aligned > k ? aligned : k + chunk);
+      const bytes = staging.subarray(0, end - k);
+      await readExactly(origin, bytes, job.from + k, 'Stream');
+      job.map.patch?.(bytes, job.from + k);
+      await job.take(job.at + k, bytes);
+      k = end;
     }
   }
 }
