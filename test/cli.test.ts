@@ -216,7 +216,7 @@ describe('invalid parameters (exit 1)', () => {
     expectFailure(
       await runCaptured(['format', f.data, f.data, '--hash-offset=4096']),
       1,
-      /Data area overlaps with hash area: .* the data covers 1228800 bytes and the hash area starts at 4096\./,
+      /Data area overlaps with hash area: .* the data covers its bytes 0\.\.1228800 and the hash area starts at 4096\./,
     );
     expect(sha256(f.data)).toBe(before);
   });
@@ -238,7 +238,7 @@ describe('invalid parameters (exit 1)', () => {
     expectFailure(
       await runCaptured(['format', f.data, f.data, '--no-superblock', '--salt=-', '--data-block-size=512', '--data-blocks=2399', '--hash-offset=1228288']),
       1,
-      /Data area overlaps with hash area: .* the data covers 1228288 bytes and the hash area starts at 1224704\./,
+      /Data area overlaps with hash area: .* the data covers its bytes 0\.\.1228288 and the hash area starts at 1224704\./,
     );
     expect(sha256(f.data)).toBe(before);
   });

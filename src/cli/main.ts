@@ -1,13 +1,19 @@
 #!/usr/bin/env node
 /** The only place that touches process exit state. */
 import { rmSync } from 'node:fs';
-import { pendingTemporaries } from '../node/files.js';
+import { pendingInPlace, pendingTemporaries } from '../node/files.js';
 import { EXIT } from './exit-codes.js';
 import { runCli } from './program.js';
 
 function removeTemporariesAndExit(): void {
   for (const path of pendingTemporaries()) rmSync(path, { force: true });
-  process.stderr.write('\nverity: interrupted; no output was left behind.\n');
+  const inPlace = pendingInPlace();
+  process.stderr.write(
+    inPlace.length === 0
+      ? '\nverity: interrupted; no output was left behind.\n'
+      : `\nverity: interrupted while updating ${inPlace.join(', ')} in place: its tree is incomplete and its superblock ` +
+          '(if it has one) cleared; run format again.\n',
+  );
   process.exit(EXIT.INTERRUPTED);
 }
 process.once('SIGINT', removeTemporariesAndExit);

@@ -1,7 +1,7 @@
 /**
  * The Node library API over files and block devices: format, verify and dump, as `veritysetup` does them.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, type Stats } from 'node:fs';
 import { resolveAlgorithm, digestSize } from '../format/algorithms.js';
 import { fromHex, toHex } from '../format/bytes.js';
 import { computeGeometry, hashStartBlock, type TreeGeometry } from '../format/geometry.js';
@@ -72,19 +72,42 @@ export interface FormatResult {
   engine: string;
 }
 
+/** Where an operand's bytes lie in the file its address names; `at` null when a container is in between. */
+interface Placement {
+  name: string;
+  file: Stats;
+  at: number | null;
+}
+
 /**
- * Refuses data and hash areas that overlap in one file. The hash area starts at the superblock, or without one at the
- * tree, which veritysetup places at the offset rounded *down* to a hash block (geometry.ts: hashStartBlock). veritysetup
- * compares against the unrounded offset and so lets the tree overwrite the last data blocks; we do not.
+ * Refuses data and hash areas that overlap in one file, comparing absolute file offsets (a partition operand starts
+ * at its partition). The hash area starts at the superblock, or without one at the tree, which veritysetup places at
+ * the offset rounded *down* to a hash block (geometry.ts: hashStartBlock). veritysetup compares against the unrounded
+ * offset and so lets the tree overwrite the last data blocks; we do not. Data inside a container (VHDX, VHD, zip) is
+ * not at a fixed place in its file, so format refuses to write a hash area into that same file.
  */
-function checkOverlap(params: VerityParams, dataPath: string, hashPath: string): void {
-  const dataEnd = params.dataBlocks * params.dataBlockSize;
-  const hashStart = params.superblock ? params.hashOffset : hashStartBlock(params) * params.hashBlockSize;
-  if (dataEnd > hashStart) {
+function checkOverlap(params: VerityParams, data: Placement, hash: Placement, writing: boolean): void {
+  if (!sameFile(data.file, hash.file)) return;
+  if (data.at === null || hash.at === null) {
+    // Reading two parts of one container is fine; where they lie in the file is the container's business.
+    if (!writing) return;
+    const inside = data.at === null ? data : hash;
     throw new VerityError(
       'E_OVERLAP',
-      `Data area overlaps with hash area: ${dataPath} and ${hashPath} are the same file, the data covers ` +
-        `${dataEnd} bytes and the hash area starts at ${hashStart}.`,
+      `Data area overlaps with hash area: ${data.name} and ${hash.name} are in the same file, and ${inside.name} is ` +
+        'inside a container in it, so the hash area cannot be placed beside the data; use another file.',
+    );
+  }
+  const hbs = params.hashBlockSize;
+  const dataStart = data.at;
+  const dataEnd = dataStart + params.dataBlocks * params.dataBlockSize;
+  const hashStart = hash.at + (params.superblock ? params.hashOffset : hashStartBlock(params) * hbs);
+  const hashEnd = Math.max(hash.at + computeGeometry(params).hashDeviceSize, hashStart + (params.superblock ? SUPERBLOCK_SIZE : 1));
+  if (dataStart < hashEnd && hashStart < dataEnd) {
+    throw new VerityError(
+      'E_OVERLAP',
+      `Data area overlaps with hash area: ${data.name} and ${hash.name} are in the same file, the data covers its ` +
+        `bytes ${dataStart}..${dataEnd} and the hash area starts at ${hashStart}.`,
     );
   }
 }
@@ -110,8 +133,10 @@ export async function formatFiles(dataAddress: string, hashPath: string, options
     }
     const params = paramsForFormat(options, data.size);
     const existing = await statOrNull(hashPath);
-    if (existing && operand.stats && sameFile(existing, operand.stats)) checkOverlap(params, dataAddress, hashPath);
     computeGeometry(params);
+    if (existing && operand.file) {
+      checkOverlap(params, { name: dataAddress, file: operand.file, at: operand.extent }, { name: hashPath, file: existing, at: 0 }, true);
+    }
     // Fail before anything is written: an existing hash file keeps its superblock, and no new one appears.
     checkDataSize(params, data);
     if (options.rootHashFile !== undefined) {
@@ -125,7 +150,11 @@ export async function formatFiles(dataAddress: string, hashPath: string, options
       if (existing) {
         const sink = await openInPlace(hashPath);
         try {
-          if (params.superblock) await sink.write(new Uint8Array(SUPERBLOCK_SIZE), params.hashOffset);
+          if (params.superblock) {
+            // Durable before any tree block changes: after a crash the old superblock never describes a new tree.
+            await sink.write(new Uint8Array(SUPERBLOCK_SIZE), params.hashOffset);
+            await sink.sync();
+          }
           const built = await buildTree(params, data, sink, engine, options);
           await sink.sync();
           if (params.superblock) {
@@ -233,7 +262,7 @@ export async function verifyFiles(
     let hashOffset = options.hashOffset ?? 0;
     let hashLayers: string[];
     let discovered: string | null = null;
-    let same = false;
+    let placements: [Placement, Placement] | null = null;
     if (hashAddress === undefined) {
       const expected = await expectedRootHash(options, null);
       if (options.superblock === false) throw new VerityError('E_PARAM', 'Finding the hash tree in an image needs its superblock.');
@@ -246,14 +275,19 @@ export async function verifyFiles(
       opened.push(hashOperand);
       hash = hashOperand.source;
       hashLayers = hashOperand.layers.map(describeLayer);
-      same = Boolean(dataOperand.stats && hashOperand.stats && sameFile(dataOperand.stats, hashOperand.stats));
+      if (dataOperand.file && hashOperand.file) {
+        placements = [
+          { name: dataAddress, file: dataOperand.file, at: dataOperand.extent },
+          { name: hashAddress, file: hashOperand.file, at: hashOperand.extent },
+        ];
+      }
     }
     const hashName = hashAddress ?? dataAddress;
     const superblock = options.superblock ?? true;
     const params = superblock
       ? paramsFromSuperblock(await readSuperblockAt(hash, hashOffset, hashName), hashOffset)
       : paramsWithoutSuperblock(options, data.size);
-    if (same) checkOverlap(params, dataAddress, hashName);
+    if (placements) checkOverlap(params, ...placements, false);
     const expected = await expectedRootHash(options, {
       bytes: digestSize(resolveAlgorithm(params.algorithm)),
       algorithm: params.algorithm,

@@ -100,13 +100,29 @@ function sinkOver(handle: fs.FileHandle, path: string): FileSink {
   };
 }
 
+const liveInPlace = new Set<string>();
+
+/** Files being updated in place right now: an interruption leaves them incomplete, and the user must be told. */
+export function pendingInPlace(): readonly string[] {
+  return [...liveInPlace];
+}
+
 /** Opens an existing file for in-place writes, never truncating it (veritysetup opens the hash device "r+"). */
 export async function openInPlace(path: string): Promise<FileSink> {
+  let sink: FileSink;
   try {
-    return sinkOver(await fs.open(path, constants.O_RDWR), path);
+    sink = sinkOver(await fs.open(path, constants.O_RDWR), path);
   } catch (e) {
     throw ioError(e, path, 'open for writing');
   }
+  liveInPlace.add(path);
+  return {
+    ...sink,
+    close: async () => {
+      liveInPlace.delete(path);
+      await sink.close();
+    },
+  };
 }
 
 export interface AtomicOutput {
@@ -134,7 +150,6 @@ export async function createAtomic(path: string, mode = 0o600): Promise<AtomicOu
   try {
     handle = await fs.open(temp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, mode);
   } catch (e) {
-    // Name the destination the user asked for, not our temporary file.
     throw ioError(e, path, 'create');
   }
   liveTemporaries.add(temp);
@@ -146,7 +161,8 @@ export async function createAtomic(path: string, mode = 0o600): Promise<AtomicOu
     }
   };
   return {
-    sink: sinkOver(handle, temp),
+    // Errors name the destination the user asked for; the temporary file is our business.
+    sink: sinkOver(handle, path),
     async commit() {
       try {
         await handle.sync();

@@ -36,8 +36,13 @@ export interface Operand {
   source: ByteSource;
   /** Outermost first. */
   layers: Layer[];
-  /** The file's identity when the operand is a plain file (no steps, no container), for same-file checks. */
-  stats: Stats | null;
+  /** Identity of the file the address names (null for stdin), for same-file checks. */
+  file: Stats | null;
+  /**
+   * Where the operand's bytes begin in that file when they are its bytes unchanged (0 for a plain file, the offset of
+   * a GPT partition on it), else null (a VHDX, VHD or zip in between).
+   */
+  extent: number | null;
   /** False for a pipe on stdin: its length is known only at its end. */
   sizeKnown: boolean;
   close(): Promise<void>;
@@ -196,8 +201,10 @@ export async function openOperand(address: string, options: OpenOptions = {}): P
         `${address}: nothing to select "${steps[next]}" in: ${describeLayer(layers.at(-1)!)} is not a zip archive or a GPT disk.`,
       );
     }
-    const plain = layers.length === 1 && layers[0]!.kind === 'file';
-    return { address, source, layers, stats: plain ? base.stats : null, sizeKnown: base.sizeKnown, close: base.close };
+    const raw = layers.slice(1).every((l) => l.kind === 'partition');
+    const partition = layers.find((l) => l.kind === 'partition');
+    const extent = raw ? (partition?.kind === 'partition' ? partition.partition.offset : 0) : null;
+    return { address, source, layers, file: base.stats, extent, sizeKnown: base.sizeKnown, close: base.close };
   } catch (e) {
     await base.close();
     throw e;
