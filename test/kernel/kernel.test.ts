@@ -1,0 +1,465 @@
+/**
+ * The Linux kernel's dm-verity is the judge: every case is formatted by OUR `verity format` (never veritysetup),
+ * then Debian's kernel, booted once under qemu (TCG) with the initramfs of scripts/kernel/kit.sh, maps it with
+ * `dmsetup create ... verity ...` and reads it end to end. Per case:
+ *   - clean: the device maps, reads fully (O_DIRECT), its sha256 equals the data's and dm status is "V";
+ *   - corrupted (bytes flipped in a few data blocks): in the default error mode a full read fails; with
+ *     `ignore_corruption` the kernel logs "data block N is corrupted" for exactly the blocks that OUR
+ *     `verity verify --json` reports (and that we flipped).
+ * Plus a control: a wrong root hash makes the kernel refuse the read (so a test that cannot fail would show).
+ *
+ * Run with `npm run test:kernel` (builds, makes the kit, runs only this file). Skips, saying why in the titles,
+ * when qemu-system-x86_64 or the kit is absent. KERNEL_KIT_DIR: the kit's directory (default .cache/kernel-kit);
+ * KERNEL_TEST_TIMEOUT_S: qemu's time limit (default 1200); KERNEL_TEST_KEEP=1 keeps the images and serial log;
+ * KERNEL_TEST_ONLY=k01,k07 runs only those cases (the others are generated the same way, not run).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { createCipheriv, createHash } from 'node:crypto';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Rng } from '../support/rng.js';
+import { findTool } from '../support/tools.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const CLI = join(ROOT, 'dist', 'cli', 'main.js');
+const KIT_DIR = process.env.KERNEL_KIT_DIR ?? join(ROOT, '.cache', 'kernel-kit');
+const BOOT_TIMEOUT_S = Number(process.env.KERNEL_TEST_TIMEOUT_S ?? 1200);
+
+interface Kit {
+  kernelPackage: string;
+  kernelPackageVersion: string;
+  kernelRelease: string;
+  busyboxVersion: string;
+  dmsetupVersion: string;
+  qemuVersion: string;
+  vmlinuz: string;
+  initramfs: string;
+}
+
+function loadKit(): Kit | null {
+  try {
+    const kit = JSON.parse(readFileSync(join(KIT_DIR, 'kit.json'), 'utf8')) as Kit;
+    return existsSync(kit.vmlinuz) && existsSync(kit.initramfs) ? kit : null;
+  } catch {
+    return null;
+  }
+}
+
+const QEMU = findTool('qemu-system-x86_64', '/usr/bin/qemu-system-x86_64');
+const KIT = loadKit();
+const SKIP = !QEMU
+  ? ' [SKIPPED: qemu-system-x86_64 not installed; run `bash scripts/kernel/kit.sh`]'
+  : !KIT
+    ? ` [SKIPPED: no kernel kit in ${KIT_DIR}; run \`bash scripts/kernel/kit.sh\`]`
+    : !existsSync(CLI)
+      ? ' [SKIPPED: dist/cli/main.js not built; run `npm run build`]'
+      : '';
+const KERNEL = KIT ? `${KIT.kernelPackage} ${KIT.kernelPackageVersion}` : 'Debian kernel';
+
+// ---------------------------------------------------------------------------------------------------------------
+// The matrix
+
+type Alg = 'sha256' | 'sha1' | 'sha512';
+const DIGEST: Record<Alg, number> = { sha1: 20, sha256: 32, sha512: 64 };
+
+interface Spec {
+  id: string;
+  alg: Alg;
+  hashType: 0 | 1;
+  dataBlockSize: number;
+  hashBlockSize: number;
+  blocks: number;
+  /** hex, '' for none (passed as "-") */
+  salt: string;
+  superblock: boolean;
+  /** 'separate': hash file of its own (at hashOffset in it); 'same': the tree at hashOffset in the data file */
+  layout: 'separate' | 'same';
+  hashOffset: number;
+  /** data blocks to damage, ascending */
+  corrupt: number[];
+  seed: number;
+}
+
+function hashesPerBlock(alg: Alg, hashBlockSize: number): number {
+  return 2 ** Math.floor(Math.log2(hashBlockSize / DIGEST[alg]));
+}
+
+function treeLevels(s: Pick<Spec, 'alg' | 'hashBlockSize' | 'blocks'>): number {
+  let n = s.blocks;
+  let levels = 0;
+  const per = hashesPerBlock(s.alg, s.hashBlockSize);
+  while (n > 1) {
+    n = Math.ceil(n / per);
+    levels++;
+  }
+  return levels;
+}
+
+const alignUp = (n: number, a: number) => Math.ceil(n / a) * a;
+
+function buildMatrix(): Spec[] {
+  const rng = new Rng(0x6b65726e); // "kern"
+  const saltLengths = [0, 1, 32, 256];
+  const specs: Spec[] = [];
+  const shapes: Array<[Alg, 0 | 1, number, number]> = [];
+  for (const alg of ['sha256', 'sha1', 'sha512'] as const)
+    for (const hashType of [1, 0] as const) for (const bs of [512, 1024, 4096]) shapes.push([alg, hashType, bs, bs]);
+  // data block size != hash block size
+  shapes.push(['sha256', 1, 4096, 1024], ['sha1', 0, 512, 4096], ['sha512', 1, 1024, 4096], ['sha256', 0, 4096, 512]);
+
+  shapes.forEach(([alg, hashType, dataBlockSize, hashBlockSize], i) => {
+    // A few hundred KiB to 2 MiB of data, at least two tree levels.
+    const bytes = rng.int(300, 2048) * 1024;
+    let blocks = Math.max(Math.floor(bytes / dataBlockSize), hashesPerBlock(alg, hashBlockSize) + rng.int(1, 64));
+    if (treeLevels({ alg, hashBlockSize, blocks }) < 2) blocks = hashesPerBlock(alg, hashBlockSize) + 1;
+    const superblock = i % 3 !== 2;
+    const layout = i % 4 === 1 || i % 4 === 2 ? 'same' : 'separate';
+    const dataBytes = blocks * dataBlockSize;
+    const hashOffset =
+      layout === 'same'
+        ? alignUp(dataBytes, hashBlockSize) + (i % 2 === 0 ? 0 : rng.int(1, 3) * hashBlockSize)
+        : i % 4 === 3
+          ? rng.int(1, 4) * hashBlockSize
+          : 0;
+    const count = rng.int(3, 7);
+    const picked = new Set<number>();
+    if (i % 3 === 0) picked.add(0);
+    if (i % 3 === 1) picked.add(blocks - 1);
+    if (i % 5 === 0) {
+      picked.add(0);
+      picked.add(blocks - 1);
+    }
+    if (i % 4 === 0) {
+      const b = rng.int(1, blocks - 3); // two neighbours
+      picked.add(b).add(b + 1);
+    }
+    while (picked.size < count) picked.add(rng.int(0, blocks - 1));
+    specs.push({
+      id: `k${String(i + 1).padStart(2, '0')}`,
+      alg,
+      hashType,
+      dataBlockSize,
+      hashBlockSize,
+      blocks,
+      salt: rng.hex(saltLengths[i % saltLengths.length]!),
+      superblock,
+      layout,
+      hashOffset,
+      corrupt: [...picked].sort((a, b) => a - b),
+      seed: rng.seed(),
+    });
+  });
+  return specs;
+}
+
+const ONLY = (process.env.KERNEL_TEST_ONLY ?? '').split(',').filter((x) => x !== '');
+const SPECS = buildMatrix().filter((s) => ONLY.length === 0 || ONLY.includes(s.id));
+
+function describeSpec(s: Spec): string {
+  const bs =
+    s.dataBlockSize === s.hashBlockSize
+      ? `block size ${s.dataBlockSize}`
+      : `block sizes data ${s.dataBlockSize}/hash ${s.hashBlockSize}`;
+  const salt = s.salt === '' ? 'no salt' : `${s.salt.length / 2}-byte salt`;
+  const where =
+    s.layout === 'same' ? `tree in the data file at --hash-offset ${s.hashOffset}` : `hash file${s.hashOffset ? ` at --hash-offset ${s.hashOffset}` : ''}`;
+  return `${s.id} ${s.alg} format ${s.hashType}, ${bs}, ${salt}, ${s.superblock ? 'superblock' : '--no-superblock'}, ${where}, ${s.blocks} blocks/${treeLevels(s)} levels`;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Host side: images, our format and verify
+
+/** Deterministic random bytes (AES-128-CTR keystream of the seed). */
+function randomBytes(seed: number, n: number): Buffer {
+  const key = createHash('sha256').update(`kernel-test:${seed}`).digest();
+  return createCipheriv('aes-128-ctr', key.subarray(0, 16), key.subarray(16, 32)).update(Buffer.alloc(n));
+}
+
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+function verity(args: string[]): { code: number; json: Record<string, any> } {
+  const r = spawnSync(process.execPath, [CLI, ...args, '--json', '--no-progress'], { encoding: 'utf8', timeout: 120_000 });
+  if (r.status === null) throw new Error(`verity ${args.join(' ')}: killed (${String(r.signal)})`);
+  try {
+    return { code: r.status, json: JSON.parse(r.stdout) as Record<string, any> };
+  } catch {
+    throw new Error(`verity ${args.join(' ')}: exit ${r.status}, no JSON on stdout: ${r.stdout}${r.stderr}`);
+  }
+}
+
+/** The tree parameters as options (all of them: with --no-superblock verify needs them again). */
+function treeArgs(s: Spec): string[] {
+  const a = ['--hash', s.alg, '--format', String(s.hashType), '--data-block-size', String(s.dataBlockSize)];
+  a.push('--hash-block-size', String(s.hashBlockSize), '--salt', s.salt === '' ? '-' : s.salt);
+  a.push('--data-blocks', String(s.blocks), '--hash-offset', String(s.hashOffset));
+  if (!s.superblock) a.push('--no-superblock');
+  return a;
+}
+
+interface Built {
+  spec: Spec;
+  rootHash: string;
+  /** hash_start_block for the table: hash_offset / hash_block_size + (superblock ? 1 : 0) */
+  hashStart: number;
+  formatHashStart: number;
+  formatLevels: number;
+  cleanSha: string;
+  corruptSha: string;
+  /** data blocks our `verify --json` names as corrupted in the damaged copy */
+  reported: number[];
+  verifyExit: number;
+  /** 512-byte sectors on the images disk */
+  clean: { dataOff: number; dataLen: number; hashOff: number | null; hashLen: number };
+  damaged: { dataOff: number; dataLen: number };
+}
+
+/** Expands the `corrupt` ranges of a verify report to block numbers. */
+function blocksOf(ranges: Array<{ first: number; last: number }>): number[] {
+  const out: number[] = [];
+  for (const r of ranges) for (let b = r.first; b <= r.last; b++) out.push(b);
+  return out;
+}
+
+class ImagesDisk {
+  private fd: number;
+  private end = 0;
+  constructor(readonly path: string) {
+    this.fd = openSync(path, 'w');
+  }
+  /** Appends `bytes` (4 KiB aligned); returns [offset, length] in 512-byte sectors, length rounded up. */
+  add(bytes: Uint8Array): [number, number] {
+    const at = this.end;
+    writeSync(this.fd, bytes, 0, bytes.length, at);
+    this.end = alignUp(at + bytes.length, 4096);
+    return [at / 512, Math.ceil(bytes.length / 512)];
+  }
+  close(): void {
+    writeSync(this.fd, new Uint8Array(4096), 0, 4096, this.end); // the last region's padding, and a tail
+    closeSync(this.fd);
+  }
+}
+
+function buildCase(s: Spec, dir: string, disk: ImagesDisk): Built {
+  const dataBytes = s.blocks * s.dataBlockSize;
+  const data = randomBytes(s.seed, dataBytes);
+  const dataPath = join(dir, `${s.id}.data`);
+  const hashPath = s.layout === 'same' ? dataPath : join(dir, `${s.id}.hash`);
+  writeFileSync(dataPath, data);
+  const f = verity(['format', ...treeArgs(s), dataPath, hashPath]);
+  if (f.code !== 0) throw new Error(`verity format ${s.id}: ${JSON.stringify(f.json)}`);
+  const rootHash = String(f.json.rootHash);
+  const tree = f.json.tree as { hashStartBlock: number; levels: unknown[] };
+
+  // The damaged copy: flip 1-3 bytes of each chosen block (never a no-op: masks are non-zero).
+  const rng = new Rng(s.seed);
+  const whole = readFileSync(dataPath); // data (+ tree when 'same')
+  const damaged = Buffer.from(whole);
+  for (const b of s.corrupt) {
+    for (let k = rng.int(1, 3); k > 0; k--) {
+      const at = b * s.dataBlockSize + rng.int(0, s.dataBlockSize - 1);
+      damaged[at] = damaged[at]! ^ rng.int(1, 255);
+    }
+  }
+  const damagedPath = join(dir, `${s.id}.damaged`);
+  writeFileSync(damagedPath, damaged);
+  const v = verity(['verify', ...treeArgs(s), damagedPath, s.layout === 'same' ? damagedPath : hashPath, rootHash]);
+  const reported = v.json.data?.corrupt ? blocksOf(v.json.data.corrupt) : [];
+
+  const [dataOff, dataLen] = disk.add(whole);
+  let hashOff: number | null = null;
+  let hashLen = 0;
+  if (s.layout === 'separate') [hashOff, hashLen] = disk.add(readFileSync(hashPath));
+  const [dOff, dLen] = disk.add(damaged);
+  rmSync(damagedPath);
+  return {
+    spec: s,
+    rootHash,
+    hashStart: s.hashOffset / s.hashBlockSize + (s.superblock ? 1 : 0),
+    formatHashStart: tree.hashStartBlock,
+    formatLevels: tree.levels.length,
+    cleanSha: sha256(data),
+    corruptSha: sha256(damaged.subarray(0, dataBytes)),
+    reported,
+    verifyExit: v.code,
+    clean: { dataOff, dataLen, hashOff, hashLen },
+    damaged: { dataOff: dOff, dataLen: dLen },
+  };
+}
+
+function manifestLine(b: Built, id: string, mode: string, dataOff: number, dataLen: number, root = b.rootHash): string {
+  const s = b.spec;
+  const hash = b.clean.hashOff === null ? '- 0' : `${b.clean.hashOff} ${b.clean.hashLen}`;
+  return [
+    'case', id, mode, s.hashType, s.dataBlockSize, s.hashBlockSize, s.blocks, b.hashStart, s.alg, root,
+    s.salt === '' ? '-' : s.salt, dataOff, dataLen, hash,
+  ].join(' ');
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Guest results
+
+type Fields = Record<string, string>;
+interface Run {
+  results: Map<string, Fields>; // "<id> <mode>"
+  klog: string[];
+  kitLines: string[];
+  done: string | null;
+  wallSeconds: number;
+  serial: string;
+}
+
+function parseSerial(text: string): Omit<Run, 'wallSeconds' | 'serial'> {
+  const results = new Map<string, Fields>();
+  const klog: string[] = [];
+  const kitLines: string[] = [];
+  let done: string | null = null;
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (line.startsWith('@@RESULT ')) {
+      const [, id, mode, ...kv] = line.split(' ');
+      const fields: Fields = {};
+      for (const p of kv) {
+        const eq = p.indexOf('=');
+        if (eq > 0) fields[p.slice(0, eq)] = p.slice(eq + 1);
+      }
+      results.set(`${id} ${mode}`, fields);
+    } else if (line.startsWith('@@KLOG ')) klog.push(line.slice(7));
+    else if (line.startsWith('@@KIT ')) kitLines.push(line.slice(6));
+    else if (line.startsWith('@@DONE ')) done = line.slice(7);
+  }
+  return { results, klog, kitLines, done };
+}
+
+function boot(kit: Kit, qemu: string, manifest: string, images: string, serialPath: string): Promise<number> {
+  const args = [
+    '-accel', 'tcg', '-m', '512', '-smp', '1', '-nodefaults', '-display', 'none', '-no-reboot',
+    '-serial', `file:${serialPath}`,
+    '-kernel', kit.vmlinuz, '-initrd', kit.initramfs,
+    '-append', 'console=ttyS0 quiet loglevel=3 panic=-1',
+    '-drive', `file=${manifest},format=raw,if=virtio,readonly=on`,
+    '-drive', `file=${images},format=raw,if=virtio,readonly=on`,
+  ];
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(qemu, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (err += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`qemu killed after ${BOOT_TIMEOUT_S} s (KERNEL_TEST_TIMEOUT_S); serial log: ${serialPath}`));
+    }, BOOT_TIMEOUT_S * 1000);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (code !== 0) reject(new Error(`qemu exited ${code ?? signal}: ${err}`));
+      else resolve((performance.now() - t0) / 1000);
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+describe.skipIf(SKIP !== '')(`Linux dm-verity (${KERNEL}, qemu TCG) accepts what verity format writes${SKIP}`, () => {
+  let dir = '';
+  const built = new Map<string, Built>();
+  let run: Run;
+  const CONTROL = 'control-badroot';
+
+  beforeAll(async () => {
+    const kit = KIT!;
+    dir = mkdtempSync(join(tmpdir(), 'verity-kernel-'));
+    const t0 = performance.now();
+    const disk = new ImagesDisk(join(dir, 'images.raw'));
+    for (const s of SPECS) built.set(s.id, buildCase(s, dir, disk));
+    disk.close();
+    const lines = ['VERITY-KIT-MANIFEST 1'];
+    for (const b of built.values()) {
+      lines.push(manifestLine(b, b.spec.id, 'clean', b.clean.dataOff, b.clean.dataLen));
+      lines.push(manifestLine(b, b.spec.id, 'corrupt', b.damaged.dataOff, b.damaged.dataLen));
+    }
+    // Control: the first case's clean images with one hex digit of the root hash changed.
+    const first = built.get(SPECS[0]!.id)!;
+    const wrong = (first.rootHash[0] === '0' ? '1' : '0') + first.rootHash.slice(1);
+    lines.push(manifestLine(first, CONTROL, 'badroot', first.clean.dataOff, first.clean.dataLen, wrong));
+    const text = Buffer.from(lines.join('\n') + '\n');
+    const manifest = Buffer.alloc(alignUp(text.length + 1, 4096));
+    text.copy(manifest);
+    writeFileSync(join(dir, 'manifest.raw'), manifest);
+    const hostSeconds = (performance.now() - t0) / 1000;
+
+    const serialPath = join(dir, 'serial.log');
+    const wallSeconds = await boot(kit, QEMU!, join(dir, 'manifest.raw'), join(dir, 'images.raw'), serialPath);
+    const serial = readFileSync(serialPath, 'utf8');
+    run = { ...parseSerial(serial), wallSeconds, serial };
+    console.log(
+      `[kernel] ${kit.kernelPackage} ${kit.kernelPackageVersion} (${kit.kernelRelease}), busybox ${kit.busyboxVersion}, ` +
+        `dmsetup ${kit.dmsetupVersion}, ${kit.qemuVersion}\n` +
+        `[kernel] ${SPECS.length} cases (+1 control): images ${hostSeconds.toFixed(1)} s on the host, ` +
+        `boot + matrix ${wallSeconds.toFixed(1)} s wall (TCG); guest: ${run.kitLines.join('; ')}`,
+    );
+  }, BOOT_TIMEOUT_S * 1000 + 300_000);
+
+  afterAll(() => {
+    if (!dir) return;
+    if (process.env.KERNEL_TEST_KEEP) console.log(`[kernel] kept ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
+  });
+
+  const result = (id: string, mode: string): Fields => {
+    const r = run.results.get(`${id} ${mode}`);
+    if (!r) throw new Error(`no "${id} ${mode}" result on the serial console; tail:\n${run.serial.slice(-3000)}`);
+    return r;
+  };
+
+  it(`the guest ran all ${SPECS.length} cases (clean, ignore_corruption, default mode) and the control, and powered off`, () => {
+    expect(run.done, run.serial.slice(-3000)).toBe('ok');
+    expect(run.results.size).toBe(SPECS.length * 3 + 1);
+    expect(run.kitLines).toContain(`uname=${KIT!.kernelRelease}`);
+  });
+
+  for (const s of SPECS) {
+    it(`${describeSpec(s)}: the kernel maps our tree, reads every block and returns exactly the data`, () => {
+      const b = built.get(s.id)!;
+      expect(b.formatLevels, 'tree levels').toBeGreaterThanOrEqual(2);
+      expect(b.formatHashStart, 'format --json tree.hashStartBlock').toBe(b.hashStart);
+      const r = result(s.id, 'clean');
+      expect(r.create, r.reason).toBe('0');
+      expect(r.read, 'dd exit code').toBe('0');
+      expect(r.status, 'dmsetup status').toBe('V');
+      expect(r.sha256, 'sha256 of the mapped device').toBe(b.cleanSha);
+    });
+
+    it(`${describeSpec(s)}: blocks ${s.corrupt.join(',')} damaged: default mode fails the read; ignore_corruption logs exactly the blocks verify --json reports`, () => {
+      const b = built.get(s.id)!;
+      expect(b.verifyExit, 'verify exit code (2: corrupted blocks)').toBe(2);
+      expect(b.reported, 'our report vs the blocks we damaged').toEqual(s.corrupt);
+      const eio = result(s.id, 'eio');
+      expect(eio.create, eio.reason).toBe('0');
+      expect(eio.read, 'dd exit code in the default (EIO) mode').not.toBe('0');
+      expect(eio.status).toBe('C');
+      const ic = result(s.id, 'ignore');
+      expect(ic.create, ic.reason).toBe('0');
+      expect(ic.suppressed, 'rate-limited (suppressed) kernel messages').toBe('0');
+      expect(ic.other, 'other corruption messages (metadata blocks, other devices)').toBe('0');
+      expect(ic.read, 'dd exit code with ignore_corruption').toBe('0');
+      expect(ic.sha256, 'with ignore_corruption the device reads as the damaged data').toBe(b.corruptSha);
+      const kernelBlocks = (ic.blocks ?? '-').split(',').filter((x) => x !== '' && x !== '-').map(Number);
+      expect(kernelBlocks, 'data blocks the kernel logged as corrupted').toEqual(b.reported);
+    });
+  }
+
+  it(`control: a wrong root hash (one hex digit changed, ${SPECS[0]!.id}'s images) makes the kernel fail the read`, () => {
+    const r = result(CONTROL, 'badroot');
+    expect(r.create, r.reason).toBe('0');
+    expect(r.read, 'dd exit code').not.toBe('0');
+    expect(r.status).toBe('C');
+    expect(run.klog.some((l) => l.startsWith(`${CONTROL} `) && /metadata block \d+ is corrupted/.test(l))).toBe(true);
+  });
+});
