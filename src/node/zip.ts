@@ -3,6 +3,11 @@
  * writing again). Stored entries are windows onto the archive, read with random access at their data offset;
  * deflated entries are front-to-back streams (io/sequential.ts) that are inflated again from the top only when a
  * reader must go back.
+ *
+ * yauzl trusts the central directory and reads only the length fields of a local header. An archive is hostile
+ * input, so an entry is opened only when its local header agrees with its central record (name, method, sizes),
+ * its data lies between its own header and the next one (not across another entry or the central directory, as
+ * in overlapping-entry zip bombs), and its declared size is one its compressed data can inflate to.
  */
 import { Readable } from 'node:stream';
 import yauzl from 'yauzl';
@@ -31,6 +36,11 @@ export interface ZipArchive {
 
 export const MAX_LISTED = 10_000;
 const READ_PIECE = 1 << 20;
+/** No deflate stream expands more than 1032:1 (a 258-byte match in 2 bits); the constant covers a stream's edges. */
+const MAX_DEFLATE_RATIO = 1032;
+const DEFLATE_SLACK = 1024;
+const ZIP64_MARKER = 0xffffffff;
+const DATA_DESCRIPTOR_FLAG = 0x8;
 
 /** yauzl's back end over our ByteSource, so a zip can be read from a file or from another container. */
 class SourceReader extends yauzl.RandomAccessReader {
@@ -38,11 +48,29 @@ class SourceReader extends yauzl.RandomAccessReader {
     super();
   }
 
+  /**
+   * Offsets come from the archive (a ZIP64 locator, a central directory offset): one outside it is damage. This must
+   * be checked here: yauzl turns a range past 2^53, where start + length rounds to start, into an empty read and
+   * then parses the unfilled `Buffer.allocUnsafe` it meant to read into.
+   */
+  private outside(start: number, end: number): VerityError | null {
+    if (Number.isSafeInteger(start) && Number.isSafeInteger(end) && start >= 0 && start <= end && end <= this.src.size) return null;
+    return new VerityError('E_BAD_IMAGE', `a zip structure at bytes ${start}..${end} lies outside the ${this.src.size}-byte archive.`);
+  }
+
+  override read(buffer: Buffer, offset: number, length: number, position: number, callback: (err: Error | null) => void): void {
+    const bad = this.outside(position, position + length);
+    if (bad) return void setImmediate(() => callback(bad));
+    readExactly(this.src, buffer.subarray(offset, offset + length), position, 'Zip archive').then(() => callback(null), callback);
+  }
+
   override _readStreamForRange(start: number, end: number): Readable {
     const src = this.src;
     let position = start;
+    const bad = this.outside(start, end);
     return new Readable({
       read() {
+        if (bad) return void this.destroy(bad);
         if (position >= end) {
           this.push(null);
           return;
@@ -61,7 +89,7 @@ class SourceReader extends yauzl.RandomAccessReader {
 }
 
 function zipError(e: unknown, what: string): VerityError {
-  if (e instanceof VerityError) return e;
+  if (e instanceof VerityError) return new VerityError(e.code, `${what}: ${e.message}`, { cause: e });
   return new VerityError('E_BAD_IMAGE', `${what}: ${(e as Error).message}`, { cause: e });
 }
 
@@ -73,6 +101,14 @@ function describe(entry: yauzl.Entry): ZipEntryInfo {
     uncompressedSize: entry.uncompressedSize,
     encrypted: (entry.generalPurposeBitFlag & 1) !== 0,
   };
+}
+
+/**
+ * An entry name as messages show it: control characters, which a hostile name could use to send escape sequences
+ * to the user's terminal, as \u escapes.
+ */
+export function printableName(name: string): string {
+  return name.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** True when `head` (the first bytes of a file) starts like a zip archive. */
@@ -90,6 +126,12 @@ export async function openZip(source: ByteSource, name: string): Promise<ZipArch
   }
   const entries: ZipEntryInfo[] = [];
   const byName = new Map<string, yauzl.Entry>();
+  // yauzl starts its cursor at the central directory (the ZIP64 one when there is one). It is not public API: a
+  // yauzl that renames it must fail loudly here, not silently disable the overlap check below.
+  const directoryStart = (zip as unknown as { readEntryCursor: unknown }).readEntryCursor;
+  if (typeof directoryStart !== 'number') {
+    throw new VerityError('E_INTERNAL', 'yauzl no longer exposes where the central directory starts (readEntryCursor).');
+  }
   try {
     for await (const entry of zip.eachEntry()) {
       if (entries.length < MAX_LISTED) entries.push(describe(entry));
@@ -99,6 +141,18 @@ export async function openZip(source: ByteSource, name: string): Promise<ZipArch
   } catch (e) {
     throw zipError(e, `The zip directory of ${name} is damaged`);
   }
+  // Where each openable entry's data must end: at the next local header, or at the central directory.
+  const headers = [...new Set([...byName.values()].map((e) => e.relativeOffsetOfLocalHeader))].sort((a, b) => a - b);
+  const dataLimit = (entry: yauzl.Entry): number => {
+    let lo = 0;
+    let hi = headers.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (headers[mid]! <= entry.relativeOffsetOfLocalHeader) lo = mid + 1;
+      else hi = mid;
+    }
+    return Math.min(headers[lo] ?? directoryStart, directoryStart);
+  };
 
   return {
     entries,
@@ -106,24 +160,42 @@ export async function openZip(source: ByteSource, name: string): Promise<ZipArch
     async open(entryName) {
       const entry = byName.get(entryName);
       if (!entry) {
-        const names = entries.filter((e) => !e.name.endsWith('/')).map((e) => e.name);
+        const names = entries.filter((e) => !e.name.endsWith('/')).map((e) => printableName(e.name));
         const shown = names.slice(0, 20).join(', ') + (names.length > 20 ? `, … (${names.length} files)` : '');
-        throw new VerityError('E_NOT_FOUND', `${name} has no entry "${entryName}". It holds: ${shown || 'no files'}.`);
+        throw new VerityError('E_NOT_FOUND', `${name} has no entry "${printableName(entryName)}". It holds: ${shown || 'no files'}.`);
       }
       const info = describe(entry);
-      const what = `zip entry ${entryName}`;
+      const what = `zip entry ${printableName(entryName)}`;
       if (info.encrypted) throw new VerityError('E_UNSUPPORTED', `${what} is encrypted.`);
+      if (info.compressionMethod !== 0 && info.compressionMethod !== 8) {
+        throw new VerityError('E_UNSUPPORTED', `${what} uses compression method ${info.compressionMethod}; only stored and deflated entries are read.`);
+      }
+      const local = await zip.readLocalFileHeaderPromise(entry).catch((e: unknown) => {
+        throw zipError(e, `The local header of ${what} is damaged`);
+      });
+      checkLocalHeader(entry, local, what);
+      const dataEnd = local.fileDataStart + entry.compressedSize;
+      const limit = dataLimit(entry);
+      if (dataEnd > limit) {
+        throw new VerityError(
+          'E_BAD_IMAGE',
+          `${what} has data at bytes ${local.fileDataStart}..${dataEnd} of the archive, which overlaps the ` +
+            `${limit === directoryStart ? 'central directory' : 'next entry'} at byte ${limit}.`,
+        );
+      }
       if (info.compressionMethod === 0) {
         if (info.compressedSize !== info.uncompressedSize) {
           throw new VerityError('E_BAD_IMAGE', `${what} is stored but its sizes differ (${info.compressedSize}, ${info.uncompressedSize}).`);
         }
-        const { fileDataStart } = await zip.readLocalFileHeaderPromise(entry, { minimal: true }).catch((e: unknown) => {
-          throw zipError(e, `The local header of ${what} is damaged`);
-        });
-        return { ...sliceSource(source, fileDataStart, info.uncompressedSize), entry: info };
+        return { ...sliceSource(source, local.fileDataStart, info.uncompressedSize), entry: info };
       }
-      if (info.compressionMethod !== 8) {
-        throw new VerityError('E_UNSUPPORTED', `${what} uses compression method ${info.compressionMethod}; only stored and deflated entries are read.`);
+      // A size beyond what the data can inflate to would size a hash tree (format) or a read plan by a lie.
+      if (info.uncompressedSize > info.compressedSize * MAX_DEFLATE_RATIO + DEFLATE_SLACK) {
+        throw new VerityError(
+          'E_BAD_IMAGE',
+          `${what} declares ${info.uncompressedSize} bytes from ${info.compressedSize} deflated bytes; deflate expands at ` +
+            `most ${MAX_DEFLATE_RATIO}:1.`,
+        );
       }
       const stream = streamSource({
         size: info.uncompressedSize,
@@ -134,6 +206,50 @@ export async function openZip(source: ByteSource, name: string): Promise<ZipArch
       return Object.assign(stream, { entry: info });
     },
   };
+}
+
+/** The ZIP64 sizes of a local header's extra field, where its 32-bit fields say to look there. */
+function localSizes(local: yauzl.LocalFileHeader): { compressed: number; uncompressed: number } | null {
+  let uncompressed = local.uncompressedSize;
+  let compressed = local.compressedSize;
+  if (uncompressed !== ZIP64_MARKER && compressed !== ZIP64_MARKER) return { compressed, uncompressed };
+  const extra = local.extraField;
+  for (let at = 0; at + 4 <= extra.length; at += 4 + extra.readUInt16LE(at + 2)) {
+    if (extra.readUInt16LE(at) !== 1) continue;
+    const end = at + 4 + extra.readUInt16LE(at + 2);
+    let p = at + 4;
+    const next = (): number | null => {
+      if (p + 8 > end || p + 8 > extra.length) return null;
+      const v = Number(extra.readBigUInt64LE(p));
+      p += 8;
+      return v;
+    };
+    if (uncompressed === ZIP64_MARKER) uncompressed = next() ?? -1;
+    if (compressed === ZIP64_MARKER) compressed = next() ?? -1;
+    return uncompressed < 0 || compressed < 0 ? null : { compressed, uncompressed };
+  }
+  return null;
+}
+
+/**
+ * A local header that says something else than the central record is how one archive shows different files to
+ * different readers; refuse it rather than pick a side. Sizes and CRC are compared only when the local header holds
+ * them (no data descriptor).
+ */
+function checkLocalHeader(entry: yauzl.Entry, local: yauzl.LocalFileHeader, what: string): void {
+  const differs = (field: string, l: unknown, c: unknown) =>
+    new VerityError('E_BAD_IMAGE', `The local header of ${what} disagrees with the central directory: ${field} ${String(l)} there, ${String(c)} in the directory.`);
+  if (!Buffer.from(local.fileName).equals(Buffer.from(entry.fileNameRaw))) {
+    throw differs('name', `"${printableName(Buffer.from(local.fileName).toString('latin1'))}"`, `"${printableName(entry.fileName)}"`);
+  }
+  if (local.compressionMethod !== entry.compressionMethod) throw differs('compression method', local.compressionMethod, entry.compressionMethod);
+  if ((local.generalPurposeBitFlag & 1) !== (entry.generalPurposeBitFlag & 1)) throw differs('encryption flag', local.generalPurposeBitFlag & 1, entry.generalPurposeBitFlag & 1);
+  if (local.generalPurposeBitFlag & DATA_DESCRIPTOR_FLAG) return;
+  if (local.crc32 !== entry.crc32) throw differs('CRC-32', local.crc32, entry.crc32);
+  const sizes = localSizes(local);
+  if (!sizes) throw differs('sizes', 'missing from its ZIP64 field', `${entry.compressedSize}/${entry.uncompressedSize}`);
+  if (sizes.compressed !== entry.compressedSize) throw differs('compressed size', sizes.compressed, entry.compressedSize);
+  if (sizes.uncompressed !== entry.uncompressedSize) throw differs('uncompressed size', sizes.uncompressed, entry.uncompressedSize);
 }
 
 async function* inflate(zip: yauzl.ZipFile, entry: yauzl.Entry, what: string): AsyncGenerator<Uint8Array> {
