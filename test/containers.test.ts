@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { crc32 } from 'node:zlib';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { streamSource } from '../src/io/sequential.js';
@@ -137,6 +138,22 @@ describe.skipIf(!canRun)(`the same disk as raw, VHDX, stored and deflated zip${S
       expect(sha256(readFileSync(out))).toBe(sha256(hashBytes));
     });
   }
+
+  it('partitions that overlap (the data partition running into the hash one) are a damaged image: exit 4, not a usage error', async () => {
+    const disk = readFileSync(join(work, 'disk.raw'));
+    // Primary GPT: header at LBA 1, entries from LBA 2. Shift partition 1 by 2 MiB so its 8 MiB of data run over the
+    // start of partition 2 (LBA 20480), then reseal the entry array's and the header's CRCs: only the overlap is wrong.
+    const view = new DataView(disk.buffer, disk.byteOffset, disk.length);
+    view.setBigUint64(1024 + 32, 2048n + 4096n, true);
+    view.setBigUint64(1024 + 40, 2048n + 4096n + 16384n - 1n, true);
+    view.setUint32(512 + 88, crc32(disk.subarray(1024, 1024 + 128 * 128)), true);
+    view.setUint32(512 + 16, 0, true);
+    view.setUint32(512 + 16, crc32(disk.subarray(512, 512 + 92)), true);
+    const path = join(work, 'overlapping.raw');
+    writeFileSync(path, disk);
+    const r = await runCaptured(['verify', `${path}::1`, `${path}::2`, rootHash]);
+    expectFailure(r, 4, /Data area overlaps with hash area: .*::1 and .*::2 are in the same file/);
+  });
 
   it('inspect lists the containers, partitions, the superblock and the DPS pair (text and JSON)', async () => {
     const r = await runCaptured(['inspect', clean['stored zip, VHDX']!, '--json']);

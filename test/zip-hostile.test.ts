@@ -370,3 +370,18 @@ describe('overlapping entries', () => {
     await expectBadInput([{ ...DATA_ENTRY, central: { compressedSize: size }, local: { compressedSize: size } }, HASH_ENTRY], {}, /overlaps the next entry at byte \d+/);
   });
 });
+
+describe('names that carry control characters', () => {
+  it('an entry name with an escape sequence and a line break reaches the terminal as \\u escapes, and JSON keeps it exact', async () => {
+    const name = 'x\u001b[2J\nhash.img';
+    const path = save(buildZip([DATA_ENTRY, { ...HASH_ENTRY, name }]));
+    const text = await runCaptured(['inspect', path]);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toContain('x\\u001b[2J\\u000ahash.img');
+    expect(text.stdout).not.toMatch(/\u001b/);
+    const json = await runCaptured(['inspect', path, '--json']);
+    expect(JSON.parse(json.stdout).zipEntries.map((e: { name: string }) => e.name)).toContain(name);
+    const missing = await runCaptured(['verify', `${path}::data.img`, `${path}::nothing`, ROOT_HASH]);
+    expectFailure(missing, 4, /has no entry "nothing"\. It holds: data\.img, x\\u001b\[2J\\u000ahash\.img/);
+  });
+});

@@ -13,6 +13,7 @@ import { readExactly, type ByteSource } from '../io/source.js';
 import { crc32 } from './crc32.js';
 import { dpsTypeByGuid, dpsTypeByName, type DpsArchitecture } from './dps.js';
 import { formatGuid, NULL_GUID } from './guid.js';
+import { printable } from '../report/printable.js';
 
 export type SectorSize = 512 | 4096;
 const SECTOR_SIZES: readonly SectorSize[] = [512, 4096];
@@ -420,7 +421,7 @@ export async function readGpt(disk: ByteSource, sectorSize?: SectorSize): Promis
 /** One line per partition, for messages: `#2 "root-x86-64-verity" type root-x86-64-verity, uuid …, LBA 83968..100351`. */
 export function describePartition(p: GptPartition): string {
   const type = p.dpsType ?? p.typeGuid;
-  return `#${p.index} "${p.name}" type ${type}, uuid ${p.partitionGuid}, LBA ${p.firstLba}..${p.lastLba} (${p.size} bytes)`;
+  return `#${p.index} "${printable(p.name)}" type ${type}, uuid ${p.partitionGuid}, LBA ${p.firstLba}..${p.lastLba} (${p.size} bytes)`;
 }
 
 function listing(table: GptTable): string {

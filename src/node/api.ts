@@ -77,6 +77,13 @@ interface Placement {
   name: string;
   file: Stats;
   at: number | null;
+  /** Placed by a partition table, not by the user's offsets: an overlap is then the image's fault. */
+  partition: boolean;
+}
+
+function placement(name: string, operand: Operand): Placement | null {
+  if (!operand.file) return null;
+  return { name, file: operand.file, at: operand.extent, partition: operand.layers.some((l) => l.kind === 'partition') };
 }
 
 /**
@@ -84,7 +91,8 @@ interface Placement {
  * at its partition). The hash area starts at the superblock, or without one at the tree, which veritysetup places at
  * the offset rounded *down* to a hash block (geometry.ts: hashStartBlock). veritysetup compares against the unrounded
  * offset and so lets the tree overwrite the last data blocks; we do not. Data inside a container (VHDX, VHD, zip) is
- * not at a fixed place in its file, so format refuses to write a hash area into that same file.
+ * not at a fixed place in its file, so format refuses to write a hash area into that same file. Two partitions that
+ * overlap are a damaged image (E_BAD_IMAGE), not a usage error.
  */
 function checkOverlap(params: VerityParams, data: Placement, hash: Placement, writing: boolean): void {
   if (!sameFile(data.file, hash.file)) return;
@@ -105,7 +113,7 @@ function checkOverlap(params: VerityParams, data: Placement, hash: Placement, wr
   const hashEnd = Math.max(hash.at + computeGeometry(params).hashDeviceSize, hashStart + (params.superblock ? SUPERBLOCK_SIZE : 1));
   if (dataStart < hashEnd && hashStart < dataEnd) {
     throw new VerityError(
-      'E_OVERLAP',
+      data.partition && hash.partition ? 'E_BAD_IMAGE' : 'E_OVERLAP',
       `Data area overlaps with hash area: ${data.name} and ${hash.name} are in the same file, the data covers its ` +
         `bytes ${dataStart}..${dataEnd} and the hash area starts at ${hashStart}.`,
     );
@@ -134,9 +142,8 @@ export async function formatFiles(dataAddress: string, hashPath: string, options
     const params = paramsForFormat(options, data.size);
     const existing = await statOrNull(hashPath);
     computeGeometry(params);
-    if (existing && operand.file) {
-      checkOverlap(params, { name: dataAddress, file: operand.file, at: operand.extent }, { name: hashPath, file: existing, at: 0 }, true);
-    }
+    const placed = placement(dataAddress, operand);
+    if (existing && placed) checkOverlap(params, placed, { name: hashPath, file: existing, at: 0, partition: false }, true);
     // Fail before anything is written: an existing hash file keeps its superblock, and no new one appears.
     checkDataSize(params, data);
     if (options.rootHashFile !== undefined) {
@@ -275,12 +282,8 @@ export async function verifyFiles(
       opened.push(hashOperand);
       hash = hashOperand.source;
       hashLayers = hashOperand.layers.map(describeLayer);
-      if (dataOperand.file && hashOperand.file) {
-        placements = [
-          { name: dataAddress, file: dataOperand.file, at: dataOperand.extent },
-          { name: hashAddress, file: hashOperand.file, at: hashOperand.extent },
-        ];
-      }
+      const [d, h] = [placement(dataAddress, dataOperand), placement(hashAddress, hashOperand)];
+      if (d && h) placements = [d, h];
     }
     const hashName = hashAddress ?? dataAddress;
     const superblock = options.superblock ?? true;

@@ -17,7 +17,8 @@ import { readGpt, selectPartition, partitionSource, describePartition, type GptP
 import { openVhd, type VhdInfo } from '../image/vhd.js';
 import { openVhdx, type VhdxInfo } from '../image/vhdx.js';
 import { openFileSource, pathExists } from './files.js';
-import { looksLikeZip, openZip, printableName, type ZipArchive, type ZipEntryInfo } from './zip.js';
+import { looksLikeZip, openZip, type ZipArchive, type ZipEntryInfo } from './zip.js';
+import { printable } from '../report/printable.js';
 
 export const STEP_SEPARATOR = '::';
 
@@ -88,7 +89,7 @@ export function describeLayer(layer: Layer): string {
     case 'zip':
       return `zip archive (${layer.archive.entryCount} entries)`;
     case 'zip-entry':
-      return `zip entry ${printableName(layer.entry.name)} (${layer.entry.compressionMethod === 0 ? 'stored' : 'deflated'}, ${layer.entry.uncompressedSize} bytes)`;
+      return `zip entry ${printable(layer.entry.name)} (${layer.entry.compressionMethod === 0 ? 'stored' : 'deflated'}, ${layer.entry.uncompressedSize} bytes)`;
     case 'vhdx':
       return `VHDX ${layer.info.subformat} disk (${layer.info.virtualSize} bytes, ${layer.info.blockSize}-byte blocks)`;
     case 'vhd':
@@ -177,7 +178,7 @@ export async function openOperand(address: string, options: OpenOptions = {}): P
         const step = steps[next++];
         if (step === undefined && options.stopAtArchive) break;
         if (step === undefined) {
-          const names = archive.entries.filter((e) => !e.name.endsWith('/')).map((e) => printableName(e.name));
+          const names = archive.entries.filter((e) => !e.name.endsWith('/')).map((e) => printable(e.name));
           throw new VerityError(
             'E_PARAM',
             `${address} is a zip archive: name the entry, as in ${path}${STEP_SEPARATOR}${names[0] ?? '<entry>'}` +

@@ -15,6 +15,7 @@ import { VerityError } from '../errors.js';
 import { sliceSource } from '../io/slice.js';
 import { streamSource } from '../io/sequential.js';
 import { readExactly, type ByteSource } from '../io/source.js';
+import { printable } from '../report/printable.js';
 
 export interface ZipEntryInfo {
   name: string;
@@ -103,14 +104,6 @@ function describe(entry: yauzl.Entry): ZipEntryInfo {
   };
 }
 
-/**
- * An entry name as messages show it: control characters, which a hostile name could use to send escape sequences
- * to the user's terminal, as \u escapes.
- */
-export function printableName(name: string): string {
-  return name.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
-
 /** True when `head` (the first bytes of a file) starts like a zip archive. */
 export function looksLikeZip(head: Uint8Array): boolean {
   return head[0] === 0x50 && head[1] === 0x4b && ((head[2] === 3 && head[3] === 4) || (head[2] === 5 && head[3] === 6));
@@ -160,12 +153,12 @@ export async function openZip(source: ByteSource, name: string): Promise<ZipArch
     async open(entryName) {
       const entry = byName.get(entryName);
       if (!entry) {
-        const names = entries.filter((e) => !e.name.endsWith('/')).map((e) => printableName(e.name));
+        const names = entries.filter((e) => !e.name.endsWith('/')).map((e) => printable(e.name));
         const shown = names.slice(0, 20).join(', ') + (names.length > 20 ? `, … (${names.length} files)` : '');
-        throw new VerityError('E_NOT_FOUND', `${name} has no entry "${printableName(entryName)}". It holds: ${shown || 'no files'}.`);
+        throw new VerityError('E_NOT_FOUND', `${name} has no entry "${printable(entryName)}". It holds: ${shown || 'no files'}.`);
       }
       const info = describe(entry);
-      const what = `zip entry ${printableName(entryName)}`;
+      const what = `zip entry ${printable(entryName)}`;
       if (info.encrypted) throw new VerityError('E_UNSUPPORTED', `${what} is encrypted.`);
       if (info.compressionMethod !== 0 && info.compressionMethod !== 8) {
         throw new VerityError('E_UNSUPPORTED', `${what} uses compression method ${info.compressionMethod}; only stored and deflated entries are read.`);
@@ -240,7 +233,7 @@ function checkLocalHeader(entry: yauzl.Entry, local: yauzl.LocalFileHeader, what
   const differs = (field: string, l: unknown, c: unknown) =>
     new VerityError('E_BAD_IMAGE', `The local header of ${what} disagrees with the central directory: ${field} ${String(l)} there, ${String(c)} in the directory.`);
   if (!Buffer.from(local.fileName).equals(Buffer.from(entry.fileNameRaw))) {
-    throw differs('name', `"${printableName(Buffer.from(local.fileName).toString('latin1'))}"`, `"${printableName(entry.fileName)}"`);
+    throw differs('name', `"${printable(Buffer.from(local.fileName).toString('latin1'))}"`, `"${printable(entry.fileName)}"`);
   }
   if (local.compressionMethod !== entry.compressionMethod) throw differs('compression method', local.compressionMethod, entry.compressionMethod);
   if ((local.generalPurposeBitFlag & 1) !== (entry.generalPurposeBitFlag & 1)) throw differs('encryption flag', local.generalPurposeBitFlag & 1, entry.generalPurposeBitFlag & 1);

@@ -6,6 +6,7 @@ import type { GptTable } from '../image/gpt.js';
 import { findVerityPairs } from '../image/gpt.js';
 import type { Survey } from '../image/survey.js';
 import { SCHEMA_VERSION } from './json.js';
+import { printable } from './printable.js';
 
 export interface InspectReport {
   schemaVersion: number;
@@ -139,5 +140,5 @@ export function renderInspect(r: InspectReport): string {
       lines.push(`  ${p.role} ${p.architecture}: data #${p.data}, hash #${p.hash}${p.signature ? `, signature #${p.signature}` : ''}`);
     }
   }
-  return lines.join('\n') + '\n';
+  return lines.map(printable).join('\n') + '\n';
 }
