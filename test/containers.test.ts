@@ -303,6 +303,11 @@ describe('front-to-back sources', () => {
     await expect(readExactly(short, new Uint8Array(100), 0, 'x')).rejects.toMatchObject({ code: 'E_TRUNCATED' });
     const long = streamSource({ size: 10, name: 'l', reopenable: true, open: async function* () { yield new Uint8Array(50); } });
     await expect(readExactly(long, new Uint8Array(10), 0, 'x')).rejects.toMatchObject({ code: 'E_BAD_IMAGE' });
+    // Running on after a chunk that ends exactly at the declared size is the same lie, not a matter of chunking.
+    const exact = streamSource({ size: 10, name: 'e', reopenable: true, open: async function* () { yield new Uint8Array(10); yield new Uint8Array(0); yield new Uint8Array(1); } });
+    await expect(readExactly(exact, new Uint8Array(10), 0, 'x')).rejects.toThrow(/holds more than the 10 bytes it declares/);
+    const honest = streamSource({ size: 10, name: 'h', reopenable: true, open: async function* () { yield new Uint8Array(10); yield new Uint8Array(0); } });
+    await expect(readExactly(honest, new Uint8Array(10), 0, 'x')).resolves.toBeUndefined();
     expect(bytesSource(bytes).sequential).toBeUndefined();
   });
 });

@@ -104,11 +104,7 @@ class FrontToBack implements StreamSource {
   /** The next chunk of the stream; `position` then points past it and it is the newest history entry. */
   private async next(): Promise<Uint8Array> {
     if (!this.iterator) await this.restart(0);
-    const r = await this.iterator!.next().catch((e: unknown) => {
-      throw e instanceof VerityError
-        ? e
-        : new VerityError('E_IO', `Reading ${this.stream.name} failed: ${(e as Error).message}`, { cause: e });
-    });
+    const r = await this.pull();
     if (r.done) {
       throw new VerityError(
         'E_TRUNCATED',
@@ -126,7 +122,30 @@ class FrontToBack implements StreamSource {
     while (this.history.length > 1 && this.historyBytes - this.history[0]!.length >= HISTORY_BYTES) {
       this.historyBytes -= this.history.shift()!.length;
     }
+    if (this.position === this.size) await this.expectEnd();
     return chunk;
+  }
+
+  /**
+   * A stream that runs on past its declared size lies about it (a zip bomb, a damaged entry), however few of the
+   * extra bytes a reader wants: say so whether or not a chunk happened to end exactly at the declared size.
+   */
+  private async expectEnd(): Promise<void> {
+    for (;;) {
+      const r = await this.pull();
+      if (r.done) return;
+      if (r.value.length > 0) {
+        throw new VerityError('E_BAD_IMAGE', `${this.stream.name} holds more than the ${this.size} bytes it declares.`);
+      }
+    }
+  }
+
+  private pull(): Promise<IteratorResult<Uint8Array>> {
+    return this.iterator!.next().catch((e: unknown) => {
+      throw e instanceof VerityError
+        ? e
+        : new VerityError('E_IO', `Reading ${this.stream.name} failed: ${(e as Error).message}`, { cause: e });
+    });
   }
 
   private async restart(position: number): Promise<void> {
