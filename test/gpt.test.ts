@@ -14,6 +14,7 @@ import { paramsFromSuperblock } from '../src/format/options.js';
 import { parseSuperblock } from '../src/format/superblock.js';
 import { nodeCryptoEngine } from '../src/hash/node-engine.js';
 import { crc32 } from '../src/image/crc32.js';
+import { streamSource } from '../src/io/sequential.js';
 import { DPS_TYPES, dpsType, dpsTypeByGuid, dpsTypeByName } from '../src/image/dps.js';
 import {
   findVerityPairs,
@@ -360,6 +361,26 @@ describe('synthetic disks', () => {
       { type: ROOT_X86_64, guid: '11111111-2222-3333-4444-555555555555', first: MiB / ss, last: (5 * MiB) / ss - 1, name: 'root-x86-64' },
       { type: ROOT_X86_64_VERITY, guid: '66666666-7777-8888-9999-aaaaaaaaaaaa', first: (5 * MiB) / ss, last: (6 * MiB) / ss - 1, name: 'verity' },
     ],
+  });
+
+  it('a disk read front to back (a compressed entry) is read in one pass: the backup GPT at its end is not checked, and says so', async () => {
+    const disk = buildGpt(twoPartitions(512));
+    const stream = streamSource({
+      size: disk.length,
+      name: 'streamed disk',
+      reopenable: true,
+      async *open() {
+        for (let at = 0; at < disk.length; at += 64 * 1024) yield disk.slice(at, at + 64 * 1024);
+      },
+    });
+    const table = await readGpt(stream);
+    expect(table.partitions.map((p) => p.name)).toEqual(['root-x86-64', 'verity']);
+    expect(table.warnings).toEqual(['The backup GPT was not checked: the disk is read front to back (a compressed entry or a pipe).']);
+    const partition = partitionSource(stream, table.partitions[1]!);
+    await readBytes(partition, 0, 512);
+    expect(stream.passes).toBe(1);
+    // With random access the backup is checked as always.
+    expect((await readGpt(bytesSource(disk))).warnings).toEqual([]);
   });
 
   for (const ss of [512, 4096] as const) {

@@ -329,6 +329,14 @@ async function findHeader(
 ): Promise<{ found: Found; which: 'primary' | 'backup'; warnings: string[] } | { failures: string[]; truncated: boolean }> {
   const lastLba = Math.floor(disk.size / sectorSize) - 1;
   const primary = await readHeaderAt(disk, 1, sectorSize);
+  if (primary.ok && disk.sequential) {
+    // The backup is at the end: on a stream, checking it costs a whole extra pass over the disk.
+    return {
+      found: primary.value,
+      which: 'primary',
+      warnings: ['The backup GPT was not checked: the disk is read front to back (a compressed entry or a pipe).'],
+    };
+  }
   const backupLbas = [lastLba];
   const hinted = primary.ok ? primary.value.header.alternateLba : primary.alternateLba;
   if (hinted !== undefined && hinted !== lastLba && hinted > 1 && hinted <= lastLba) backupLbas.push(hinted);
