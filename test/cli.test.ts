@@ -159,6 +159,8 @@ describe('invalid parameters (exit 1)', () => {
     { name: 'suffixed --data-block-size=4k', args: ['--data-block-size=4k'], message: /--data-block-size.*'4k' is invalid\. expected a non-negative decimal integer/ },
     { name: 'negative --hash-offset (veritysetup wraps it)', args: ['--hash-offset=-512'], message: /--hash-offset.*'-512' is invalid/ },
     { name: '--hash-offset not a multiple of 512', args: ['--hash-offset=513'], message: /Unsupported VERITY hash offset 513/ },
+    { name: 'a --hash-offset whose hash area would end past 2^53 bytes', args: ['--hash-offset=9007199254740480'], message: /Device offset overflow: the hash area would end beyond 2\^53 bytes/ },
+    { name: 'a --hash-offset past 2^53 (veritysetup takes any u64)', args: ['--hash-offset=18446744073709551104'], message: /--hash-offset.*is invalid\. must be from 0 to 9007199254740991/ },
     { name: '--format=2', args: ['--format=2'], message: /--format.*'2' is invalid\. must be 0 \(Chrome OS\) or 1/ },
     { name: 'a malformed --uuid', args: ['--uuid=nope'], message: /Invalid UUID "nope"/ },
   ];
