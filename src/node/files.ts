@@ -147,12 +147,14 @@ export function pendingTemporaries(): readonly string[] {
 export async function createAtomic(path: string, mode = 0o600): Promise<AtomicOutput> {
   const temp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   let handle: fs.FileHandle;
+  // Registered before it exists: a Ctrl-C between the file's creation and this function's next step must remove it.
+  liveTemporaries.add(temp);
   try {
     handle = await fs.open(temp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, mode);
   } catch (e) {
+    liveTemporaries.delete(temp);
     throw ioError(e, path, 'create');
   }
-  liveTemporaries.add(temp);
   let open = true;
   const close = async () => {
     if (open) {
