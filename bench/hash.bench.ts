@@ -18,7 +18,7 @@ import { Bench } from 'tinybench';
 import { DIGEST_SIZES, HASH_ALGORITHMS, type HashAlgorithm } from '../src/format/algorithms.js';
 import type { BlockHasher, HashEngine, SaltPlacement } from '../src/hash/engine.js';
 import { hashWasmEngine } from '../src/hash/hash-wasm-engine.js';
-import { nodeCryptoEngine } from '../src/hash/node-engine.js';
+import { nodeCryptoEngine } from '../src/threads/node-crypto-engine.js';
 import { wasmSimdEngine } from '../src/hash/wasm-simd-engine.js';
 
 const BLOCK_SIZE = 4096;

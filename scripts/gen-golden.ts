@@ -16,7 +16,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, sta
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { makeData, type DataSpec, type Fill } from '../test/support/data.js';
+import { makeData, type Fill } from '../test/support/data.js';
 import { Rng } from '../test/support/rng.js';
 import { GOLDEN_HASHES, type CaseOptions, type CaseSpec, type GoldenCase, type GoldenHash } from '../test/golden/types.js';
 

@@ -3,7 +3,7 @@
  */
 export { VerityError, isVerityError, type VerityErrorCode } from './errors.js';
 export { DIGEST_SIZES, HASH_ALGORITHMS, resolveAlgorithm, digestSize, type HashAlgorithm } from './format/algorithms.js';
-export { toHex, fromHex, parseUuid, formatUuid } from './format/bytes.js';
+export { toHex, fromHex, parseUuid, formatUuid } from './binary/bytes.js';
 export {
   DEFAULTS,
   MAX_BLOCK_SIZE,
@@ -33,14 +33,13 @@ export { bytesSource, MemorySink, readExactly, type ByteSink, type ByteSource, t
 export { buildTree, formatImage, writeSuperblock, type BuildResult } from './tree/build.js';
 export { verifyTree, type LevelReport, type VerifyResult, type VerifyStatus } from './tree/verify.js';
 export type { Progress, PassOptions } from './tree/progress.js';
-export { RangeSet, type BlockRange } from './report/ranges.js';
+export { RangeSet, type BlockRange } from './tree/ranges.js';
 export { renderHeader, renderVerify } from './report/text.js';
 export { SCHEMA_VERSION, dumpJson, formatJson, verifyJson } from './report/json.js';
 export { sliceSource } from './io/slice.js';
 export { openVhd, type VhdImage } from './image/vhd.js';
 export {
   describePartition,
-  findVerityPairs,
   partitionSource,
   readGpt,
   selectPartition,
@@ -48,9 +47,10 @@ export {
   type GptTable,
 } from './image/gpt.js';
 export { DPS_TYPES } from './image/dps.js';
-export { openVhdx, type VhdxImage, type VhdxInfo } from './image/vhdx.js';
+export { findVerityPairs, type VerityPair } from './discovery/dps-pairs.js';
+export { openVhdx, type VhdxImage, type VhdxInfo } from './image/vhdx/vhdx.js';
 export { streamSource, type ByteStream, type StreamSource } from './io/sequential.js';
 export type { OriginRun, SequentialMap } from './io/source.js';
-export { choosePair, filesystemSize, surveyImage, type ChosenPair, type Survey } from './image/survey.js';
+export { choosePair, filesystemSize, surveyImage, type ChosenPair, type Survey } from './discovery/survey.js';
 export { inspectReport, renderInspect, type InspectReport } from './report/inspect.js';
 export type { Scratch, VerifyTreeOptions } from './tree/verify.js';

@@ -1,10 +1,10 @@
 /** The Node entry: the core plus file and block-device I/O and the node:crypto engine. */
 export * from './core.js';
-export { nodeCryptoEngine } from './hash/node-engine.js';
-export { ENGINE_NAMES, ENGINES, openEngine, type EngineName, type EngineOptions, type OpenedEngine } from './node/engines.js';
-export { createHashPool } from './node/hash-pool.js';
-export { openOperand, splitAddress, describeLayer, detectContent, type Operand, type Layer, type OpenOptions } from './node/operand.js';
-export { openZip, type ZipArchive, type ZipEntryInfo } from './node/zip.js';
+export { nodeCryptoEngine } from './threads/node-crypto-engine.js';
+export { ENGINE_NAMES, ENGINES, openEngine, type EngineName, type EngineOptions, type OpenedEngine } from './threads/engines.js';
+export { createHashPool } from './threads/hash-pool.js';
+export { openOperand, splitAddress, describeLayer, detectContent, type Operand, type Layer, type OpenOptions } from './containers/operand.js';
+export { openZip, type ZipArchive, type ZipEntryInfo } from './containers/zip.js';
 export {
   dumpFile,
   formatFiles,
@@ -18,5 +18,5 @@ export {
   type RunOptions,
   type VerifyOptions,
   type VerifyOutcome,
-} from './node/api.js';
+} from './api/api.js';
 export { EXIT } from './cli/exit-codes.js';

@@ -28,7 +28,9 @@ export function exitCodeForError(code: VerityErrorCode): number {
     case 'E_PARAM':
     case 'E_OVERLAP':
       return EXIT.USAGE;
-    case 'E_NOT_FOUND':
+    case 'E_NO_FILE':
+    case 'E_NO_ENTRY':
+    case 'E_NO_PAIR':
     case 'E_IO':
     case 'E_TRUNCATED':
     case 'E_BAD_SUPERBLOCK':

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** The only place that touches process exit state. */
 import { rmSync } from 'node:fs';
-import { pendingInPlace, pendingTemporaries } from '../node/files.js';
+import { pendingInPlace, pendingTemporaries } from '../files/files.js';
 import { EXIT } from './exit-codes.js';
 import { runCli } from './program.js';
 

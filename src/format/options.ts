@@ -3,7 +3,7 @@
  * random UUID unless given, every data block of the device unless `dataBlocks` is given.
  */
 import { VerityError } from '../errors.js';
-import { fromHex, randomBytes, randomUuid } from './bytes.js';
+import { fromHex, randomBytes, randomUuid } from '../binary/bytes.js';
 import { DEFAULTS, type VerityParams, validateParams } from './params.js';
 import type { Superblock } from './superblock.js';
 

@@ -1,6 +1,12 @@
 import { VerityError } from '../errors.js';
 import { digestSize, resolveAlgorithm } from './algorithms.js';
-import { isPowerOfTwo, parseUuid } from './bytes.js';
+import { isPowerOfTwo, parseUuid } from '../binary/bytes.js';
+
+/**
+ * The page size veritysetup caps its I/O block at (lib/utils_device.c: device_block_size_fd). A caller that knows
+ * the filesystem block size of the hash file passes the smaller of the two.
+ */
+export const DEFAULT_DEVICE_BLOCK_SIZE = 4096;
 
 /** veritysetup's limits (lib/verity/verity.h: VERITY_BLOCK_SIZE_OK, VERITY_MAX_SALT_SIZE). */
 export const MIN_BLOCK_SIZE = 512;

@@ -5,7 +5,7 @@
  */
 import { VerityError } from '../errors.js';
 import { resolveAlgorithm } from './algorithms.js';
-import { formatUuid, parseUuid, viewOf } from './bytes.js';
+import { formatUuid, parseUuid, viewOf } from '../binary/bytes.js';
 import { MAX_SALT_SIZE, SUPERBLOCK_SIZE, checkBlockSize } from './params.js';
 
 export const SUPERBLOCK_SIGNATURE = new Uint8Array([0x76, 0x65, 0x72, 0x69, 0x74, 0x79, 0, 0]); // "verity\0\0"

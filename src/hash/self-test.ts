@@ -2,7 +2,7 @@
  * Known-answer test an engine must pass before it hashes anything: FIPS 180 "abc" digests for every algorithm,
  * plus a salted block in both salt placements, so a broken engine or a wrong salt position fails loudly.
  */
-import { fromHex, bytesEqual, toHex } from '../format/bytes.js';
+import { fromHex, bytesEqual, toHex } from '../binary/bytes.js';
 import type { HashAlgorithm } from '../format/algorithms.js';
 import { VerityError } from '../errors.js';
 import type { HashEngine } from './engine.js';

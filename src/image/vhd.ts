@@ -11,7 +11,7 @@
  * arithmetic on them).
  */
 import { VerityError } from '../errors.js';
-import { formatUuid, isPowerOfTwo, viewOf } from '../format/bytes.js';
+import { formatUuid, isPowerOfTwo, viewOf } from '../binary/bytes.js';
 import { sliceSource } from '../io/slice.js';
 import { readExactly, type ByteSource } from '../io/source.js';
 

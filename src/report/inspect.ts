@@ -1,12 +1,12 @@
 /**
  * `verity inspect`: what an image holds, as one plain document (printed as JSON, or as text by `renderInspect`).
  */
-import { toHex } from '../format/bytes.js';
+import { toHex } from '../binary/bytes.js';
 import type { GptTable } from '../image/gpt.js';
-import { findVerityPairs } from '../image/gpt.js';
-import type { Survey } from '../image/survey.js';
+import { findVerityPairs } from '../discovery/dps-pairs.js';
+import type { Survey } from '../discovery/survey.js';
 import { SCHEMA_VERSION } from './json.js';
-import { printable } from './printable.js';
+import { printable } from '../binary/printable.js';
 
 export interface InspectReport {
   schemaVersion: number;

@@ -2,11 +2,11 @@
  * The JSON documents `--json` prints: one per command, versioned by `schemaVersion`. Fields are only ever added
  * within a version; a rename or removal bumps it. README.md documents every field.
  */
-import { toHex } from '../format/bytes.js';
+import { toHex } from '../binary/bytes.js';
 import type { TreeGeometry } from '../format/geometry.js';
 import type { VerityParams } from '../format/params.js';
 import type { VerifyResult } from '../tree/verify.js';
-import type { BlockRange } from './ranges.js';
+import type { BlockRange } from '../tree/ranges.js';
 
 export const SCHEMA_VERSION = 1;
 

@@ -2,11 +2,11 @@
  * Text output. The header block is byte-for-byte what veritysetup 2.6.1 prints for `format` and `dump`
  * (lib/verity/verity.c: VERITY_dump; veritysetup-format.md §1.4), so scripts that grep it keep working.
  */
-import { toHex } from '../format/bytes.js';
+import { toHex } from '../binary/bytes.js';
 import type { TreeGeometry } from '../format/geometry.js';
 import type { VerityParams } from '../format/params.js';
 import type { VerifyResult } from '../tree/verify.js';
-import type { BlockRange } from './ranges.js';
+import type { BlockRange } from '../tree/ranges.js';
 
 /** `rootHash` only for format (dump never knows it). */
 export function renderHeader(hashPath: string, params: VerityParams, geometry: TreeGeometry, rootHash?: Uint8Array): string {

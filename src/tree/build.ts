@@ -1,6 +1,6 @@
 import { resolveAlgorithm } from '../format/algorithms.js';
 import { computeGeometry, type TreeGeometry } from '../format/geometry.js';
-import type { VerityParams } from '../format/params.js';
+import { DEFAULT_DEVICE_BLOCK_SIZE, type VerityParams } from '../format/params.js';
 import { saltPlacementFor, type HashEngine } from '../hash/engine.js';
 import { readBlocks } from '../io/block-reader.js';
 import type { ByteSource, ReadWriteSink } from '../io/source.js';
@@ -101,12 +101,6 @@ export async function buildTree(
   const rootHash = await runChain(params, geometry, data, engine, sink, options, level0);
   return { rootHash, geometry };
 }
-
-/**
- * The page size veritysetup caps its I/O block at (lib/utils_device.c: device_block_size_fd). A caller that knows
- * the filesystem block size of the hash file passes the smaller of the two.
- */
-export const DEFAULT_DEVICE_BLOCK_SIZE = 4096;
 
 /**
  * Writes the superblock as veritysetup does (lib/verity/verity.c: VERITY_write_sb → write_lseek_blockwise): a

@@ -6,13 +6,13 @@
  * trusted parent entry, and every block below a corrupt one is *unverified* (nothing trustworthy vouches for it).
  * veritysetup instead stops at the first mismatch and reports one byte offset (veritysetup-format.md §4.1).
  */
-import { bytesEqual, isAllZero } from '../format/bytes.js';
+import { bytesEqual, isAllZero } from '../binary/bytes.js';
 import { computeGeometry, type TreeGeometry } from '../format/geometry.js';
 import type { VerityParams } from '../format/params.js';
 import type { HashEngine } from '../hash/engine.js';
 import { type ByteSource, MemorySink, readExactly, type ReadWriteSink } from '../io/source.js';
 import { copyInOriginOrder, type Capture } from './origin-order.js';
-import { type BlockRange, RangeSet } from '../report/ranges.js';
+import { type BlockRange, RangeSet } from './ranges.js';
 import { VerityError } from '../errors.js';
 import { checkDataSize, runChain } from './build.js';
 import { levelCapacity, type LevelSink } from './level-chain.js';

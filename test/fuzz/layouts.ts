@@ -2,8 +2,8 @@
  * Where the fields of each format lie in a seed image, found by walking the seed's own structures (independently of
  * src/, so that a misreading there is not repeated here), and the checksums to recompute after a mutation.
  */
-import { crc32 } from '../../src/image/crc32.js';
-import { crc32cWithZeroedField } from '../../src/image/crc32c.js';
+import { crc32 } from '../../src/binary/crc32.js';
+import { crc32cWithZeroedField } from '../../src/binary/crc32c.js';
 import type { Field, Fixup, Layout, Region } from './mutate.js';
 
 const KiB = 1024;

@@ -37,7 +37,7 @@ qemu-img convert -q -f raw -O vhdx -o subformat=dynamic,block_size=1M,log_size=1
 qemu-io -f vhdx -c 'write -P 0xa5 1536k 4k' -c abort disk.vhdx >/dev/null 2>&1 || true
 node --input-type=module -e "
   import { readFileSync, writeFileSync } from 'node:fs';
-  import { crc32cWithZeroedField } from '$repo/dist/image/crc32c.js';
+  import { crc32cWithZeroedField } from '$repo/dist/binary/crc32c.js';
   const f = readFileSync('disk.vhdx');
   const log = f.readUInt32LE(1 << 20) === 0x65676f6c ? (1 << 20) : -1;
   if (log < 0) throw new Error('qemu left no log entry at 1 MiB');

@@ -1,4 +1,4 @@
-/** The shape of test/golden/vectors.json, written by scripts/gen-golden.ts and read by test/golden.test.ts. */
+/** The shape of test/golden/vectors.json, written by scripts/gen-golden.ts and read by test/format/golden.test.ts. */
 import type { DataSpec } from '../support/data.js';
 
 export const GOLDEN_HASHES = ['sha1', 'sha224', 'sha256', 'sha384', 'sha512'] as const;

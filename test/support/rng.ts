@@ -1,5 +1,5 @@
 /**
- * Deterministic PRNG (mulberry32) and helpers, shared by scripts/gen-golden.ts and test/differential.test.ts.
+ * Deterministic PRNG (mulberry32) and helpers, shared by scripts/gen-golden.ts and test/campaigns/differential.test.ts.
  *
  * Both derive their test cases from it, so the algorithm and the number of draws each method makes must not change:
  * test/golden/vectors.json would no longer regenerate byte for byte, and a differential seed would pick other cases.

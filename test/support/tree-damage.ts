@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach } from 'vitest';
 import type { TreeGeometry } from '../../src/format/geometry.js';
 import type { VerityParams } from '../../src/format/params.js';
-import type { BlockRange } from '../../src/report/ranges.js';
+import type { BlockRange } from '../../src/tree/ranges.js';
 
 /** A fresh directory under os.tmpdir() for every test of the enclosing suite, removed after it. */
 export function tempDirPerTest(prefix: string): () => string {

@@ -1,0 +1,259 @@
+/**
+ * Declarations of on-disk structures, read and written from the same table.
+ *
+ * A `Field<T>` knows its length and how to get and put a `T` at an offset (the shape of token-types' tokens). A
+ * `struct()` places named fields at the offsets a specification numbers and is itself a field, so structures nest.
+ * Parsers call `get`, writers `serialize`/`put`; nothing else in the library computes a field offset.
+ *
+ * Two rules live here and nowhere else:
+ * - 64-bit fields are read as `number` and refused above 2^53 - 1 (`u64le`/`u64be`), or kept as `bigint` where the
+ *   value is a bit set or may legitimately be that large (`u64leBig`);
+ * - every read goes through a `DataView` bounded by the array's own `byteLength`, and a struct checks that the whole
+ *   structure fits before it reads any field, so a short buffer is an error, never a read of a neighbouring buffer.
+ */
+import { VerityError, type VerityErrorCode } from '../errors.js';
+import { formatGuid, encodeGuid } from './guid.js';
+import { formatUuid, parseUuid } from './bytes.js';
+
+/** One value of type `T` stored in `len` bytes. */
+export interface Field<T> {
+  readonly len: number;
+  /** Reads the value at `offset`. Throws a `VerityError` when the stored value cannot be represented. */
+  get(bytes: Uint8Array, offset: number): T;
+  /** Writes the value at `offset`. Throws `E_PARAM` when the value does not fit the field. */
+  put(bytes: Uint8Array, offset: number, value: T): void;
+}
+
+const view = (bytes: Uint8Array) => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+function checkInteger(value: number, max: number, what: string): void {
+  if (!Number.isSafeInteger(value) || value < 0 || value > max) {
+    throw new VerityError('E_PARAM', `${what} value ${value} does not fit: expected an integer in 0..${max}.`, {
+      data: { actual: value },
+    });
+  }
+}
+
+export const u8: Field<number> = {
+  len: 1,
+  get: (b, o) => view(b).getUint8(o),
+  put: (b, o, v) => (checkInteger(v, 0xff, 'u8'), view(b).setUint8(o, v)),
+};
+
+function u16(littleEndian: boolean): Field<number> {
+  return {
+    len: 2,
+    get: (b, o) => view(b).getUint16(o, littleEndian),
+    put: (b, o, v) => (checkInteger(v, 0xffff, 'u16'), view(b).setUint16(o, v, littleEndian)),
+  };
+}
+
+function u32(littleEndian: boolean): Field<number> {
+  return {
+    len: 4,
+    get: (b, o) => view(b).getUint32(o, littleEndian),
+    put: (b, o, v) => (checkInteger(v, 0xffffffff, 'u32'), view(b).setUint32(o, v, littleEndian)),
+  };
+}
+
+function u64(littleEndian: boolean): Field<number> {
+  return {
+    len: 8,
+    get: (b, o) => {
+      const value = view(b).getBigUint64(o, littleEndian);
+      if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
+        // The caller's struct names the structure and field and gives the error its code.
+        throw new VerityError('E_BAD_IMAGE', `${value} is beyond 2^53 - 1, the largest exact offset or size here.`, {
+          data: { actual: value.toString() },
+        });
+      }
+      return Number(value);
+    },
+    put: (b, o, v) => (checkInteger(v, Number.MAX_SAFE_INTEGER, 'u64'), view(b).setBigUint64(o, BigInt(v), littleEndian)),
+  };
+}
+
+export const u16le = u16(true);
+export const u32le = u32(true);
+/** A 64-bit little-endian size or offset: a `number`, refused above 2^53 - 1. */
+export const u64le = u64(true);
+export const u16be = u16(false);
+export const u32be = u32(false);
+/** A 64-bit big-endian size or offset: a `number`, refused above 2^53 - 1. */
+export const u64be = u64(false);
+
+/** A 64-bit little-endian value kept whole: flags, attributes, or a field checked against other limits. */
+export const u64leBig: Field<bigint> = {
+  len: 8,
+  get: (b, o) => view(b).getBigUint64(o, true),
+  put: (b, o, v) => view(b).setBigUint64(o, v, true),
+};
+
+/** `n` raw bytes; `get` returns a copy, so the result outlives the buffer it came from. */
+export function bytes(n: number): Field<Uint8Array> {
+  return {
+    len: n,
+    get: (b, o) => b.slice(o, o + n),
+    put: (b, o, v) => {
+      if (v.length > n) throw new VerityError('E_PARAM', `${v.length} bytes do not fit a ${n}-byte field.`);
+      b.fill(0, o, o + n);
+      b.set(v, o);
+    },
+  };
+}
+
+/**
+ * A NUL-padded single-byte string of `n` bytes (ASCII or Latin-1): `get` stops at the first NUL; `put` refuses a
+ * string longer than the field or with a character above U+00FF.
+ */
+export function latin1(n: number): Field<string> {
+  return {
+    len: n,
+    get: (b, o) => {
+      const field = b.subarray(o, o + n);
+      const nul = field.indexOf(0);
+      return String.fromCharCode(...(nul < 0 ? field : field.subarray(0, nul)));
+    },
+    put: (b, o, v) => {
+      if (v.length > n || /[^\u0000-\u00ff]/.test(v)) {
+        throw new VerityError('E_PARAM', `"${v}" does not fit a ${n}-byte single-byte string field.`);
+      }
+      b.fill(0, o, o + n);
+      for (let i = 0; i < v.length; i++) b[o + i] = v.charCodeAt(i);
+    },
+  };
+}
+
+/**
+ * A NUL-padded UTF-16LE name of `n` bytes (GPT partition names, VHDX metadata). `get` stops at the first NUL code
+ * unit; an unpaired surrogate decodes to U+FFFD. `put` refuses a name that does not fit.
+ */
+export function utf16le(n: number): Field<string> {
+  return {
+    len: n,
+    get: (b, o) => {
+      const v = view(b);
+      const units: number[] = [];
+      for (let i = 0; i + 1 < n; i += 2) {
+        const unit = v.getUint16(o + i, true);
+        if (unit === 0) break;
+        units.push(unit);
+      }
+      return new TextDecoder('utf-16le').decode(new Uint16Array(units));
+    },
+    put: (b, o, v) => {
+      if (v.length * 2 > n) throw new VerityError('E_PARAM', `Name "${v}" does not fit ${n} bytes of UTF-16.`);
+      b.fill(0, o, o + n);
+      const dv = view(b);
+      for (let i = 0; i < v.length; i++) dv.setUint16(o + 2 * i, v.charCodeAt(i), true);
+    },
+  };
+}
+
+/** A 16-byte GUID in the mixed-endian layout of UEFI and Microsoft formats, as lower-case text. */
+export const guid: Field<string> = {
+  len: 16,
+  get: (b, o) => formatGuid(b.subarray(o, o + 16)),
+  put: (b, o, v) => b.set(encodeGuid(v), o),
+};
+
+/** A 16-byte UUID stored in textual byte order (libuuid's uuid_parse; the verity superblock), as lower-case text. */
+export const uuid: Field<string> = {
+  len: 16,
+  get: (b, o) => formatUuid(b.subarray(o, o + 16)),
+  put: (b, o, v) => b.set(parseUuid(v), o),
+};
+
+/** A field at the offset a specification gives it. */
+export interface Placed<T> {
+  readonly offset: number;
+  readonly field: Field<T>;
+}
+
+export function at<T>(offset: number, field: Field<T>): Placed<T> {
+  return { offset, field };
+}
+
+type ValueOf<F> = F extends Placed<infer T> ? T : never;
+/** The parsed value of a struct declared with fields `F`. */
+export type StructValue<F extends Record<string, Placed<unknown>>> = { [K in keyof F]: ValueOf<F[K]> };
+
+export interface StructOptions {
+  /** The structure's full size, when the specification pads it past its last field. */
+  size?: number;
+  /** The code of the errors `get` raises for this structure: `E_BAD_IMAGE` unless given. */
+  code?: VerityErrorCode;
+}
+
+/** A structure: named fields at fixed offsets, itself a field so structures nest. */
+export interface Struct<F extends Record<string, Placed<unknown>>> extends Field<StructValue<F>> {
+  readonly name: string;
+  readonly fields: F;
+  /** A new zero-filled buffer of `len` bytes holding `value`; bytes no field covers stay zero. */
+  serialize(value: StructValue<F>): Uint8Array;
+}
+
+/**
+ * Declares a structure. Offsets are checked once here: fields may not overlap nor run past `size`.
+ *
+ * `get` first checks that the structure fits in `bytes` (a short buffer raises the struct's code with the sizes),
+ * then reads each field; a field whose value cannot be represented raises the struct's code, naming the structure
+ * and the field, with the field's offset in `data`.
+ */
+export function struct<F extends Record<string, Placed<unknown>>>(name: string, fields: F, options: StructOptions = {}): Struct<F> {
+  const entries = Object.entries(fields).sort((a, b) => a[1].offset - b[1].offset);
+  let end = 0;
+  for (const [key, { offset, field }] of entries) {
+    if (offset < end) throw new VerityError('E_INTERNAL', `${name}: field ${key} at ${offset} overlaps the field before it.`);
+    end = offset + field.len;
+  }
+  const len = options.size ?? end;
+  if (end > len) throw new VerityError('E_INTERNAL', `${name}: fields end at ${end}, past its size ${len}.`);
+  const code = options.code ?? 'E_BAD_IMAGE';
+
+  const get = (b: Uint8Array, o: number): StructValue<F> => {
+    if (!(o >= 0 && o + len <= b.length)) {
+      throw new VerityError(code, `${name} needs ${len} bytes at offset ${o}; only ${Math.max(0, b.length - o)} available.`, {
+        data: { expected: len, actual: Math.max(0, b.length - o), offset: o },
+      });
+    }
+    const out: Record<string, unknown> = {};
+    for (const [key, { offset, field }] of entries) {
+      try {
+        out[key] = field.get(b, o + offset);
+      } catch (e) {
+        if (!(e instanceof VerityError)) throw e;
+        throw new VerityError(code, `${name}: field ${key} (offset ${offset}): ${e.message}`, {
+          cause: e,
+          data: { ...e.data, offset: o + offset },
+        });
+      }
+    }
+    return out as StructValue<F>;
+  };
+  const put = (b: Uint8Array, o: number, value: StructValue<F>): void => {
+    if (!(o >= 0 && o + len <= b.length)) {
+      throw new VerityError('E_INTERNAL', `${name} needs ${len} bytes at offset ${o}; the buffer has ${b.length}.`);
+    }
+    for (const [key, { offset, field }] of entries) {
+      try {
+        field.put(b, o + offset, (value as Record<string, unknown>)[key]);
+      } catch (e) {
+        if (!(e instanceof VerityError)) throw e;
+        throw new VerityError(e.code, `${name}: field ${key}: ${e.message}`, { cause: e, data: e.data });
+      }
+    }
+  };
+  return {
+    name,
+    fields,
+    len,
+    get,
+    put,
+    serialize(value) {
+      const out = new Uint8Array(len);
+      put(out, 0, value);
+      return out;
+    },
+  };
+}

@@ -1,0 +1,135 @@
+/**
+ * Choosing the hash engine and thread count for a pass. `auto` measures, once per process, the WASM SIMD kernel against
+ * node:crypto for sha256 and keeps the faster: the kernel wins on CPUs without SHA extensions, OpenSSL on CPUs with them
+ * (wasm-sha256.md, pitfall 10). Every engine passes its known-answer test before it is used.
+ */
+import { availableParallelism } from 'node:os';
+import type { HashAlgorithm } from '../format/algorithms.js';
+import type { HashEngine } from '../hash/engine.js';
+import { hashWasmEngine } from '../hash/hash-wasm-engine.js';
+import { nodeCryptoEngine } from './node-crypto-engine.js';
+import { checkedEngine } from '../hash/select.js';
+import { simdSupported } from '../hash/wasm-kernel.js';
+import { wasmSimdEngine } from '../hash/wasm-simd-engine.js';
+import { VerityError } from '../errors.js';
+import { createHashPool } from './hash-pool.js';
+
+export const ENGINE_NAMES = ['auto', 'node-crypto', 'wasm-simd', 'hash-wasm'] as const;
+export type EngineName = (typeof ENGINE_NAMES)[number];
+
+/** Single-threaded engines by name. */
+export const ENGINES: readonly HashEngine[] = [nodeCryptoEngine, wasmSimdEngine, hashWasmEngine];
+
+/** Below this much data, starting worker threads costs more than it saves. */
+const MIN_BYTES_FOR_THREADS = 16 << 20;
+/** Below this much data, the ~50 ms engine race costs more than the faster engine could save. */
+const MIN_BYTES_FOR_RACE = 64 << 20;
+
+export interface EngineOptions {
+  /** An engine, or a name from ENGINE_NAMES (default `auto`). */
+  engine?: HashEngine | EngineName | string;
+  /** Hashing threads (default: the available cores; 1 for small inputs). */
+  threads?: number;
+}
+
+export interface OpenedEngine {
+  engine: HashEngine;
+  /** What was chosen and why, e.g. "wasm-simd ×2 (auto: 612 vs 480 MB/s)". */
+  description: string;
+  threads: number;
+  close(): Promise<void>;
+}
+
+const measured = new Map<HashAlgorithm, { engine: HashEngine; note: string }>();
+
+/** Hashes 1 MiB batches of 4 KiB blocks with a 32-byte salt; returns a function timing `n` batches in MB/s. */
+async function bench(engine: HashEngine, algorithm: HashAlgorithm): Promise<(n: number) => Promise<number>> {
+  const hasher = await engine.createBlockHasher({ algorithm, salt: new Uint8Array(32).fill(0x5a), saltPlacement: 'prefix' });
+  const blocks = 256;
+  const data = new Uint8Array(blocks * 4096);
+  for (let i = 0; i < data.length; i += 4) data[i] = (i * 2654435761) >>> 24 || 1; // no all-zero blocks
+  const out = new Uint8Array(blocks * 32);
+  return async (n) => {
+    const start = performance.now();
+    for (let i = 0; i < n; i++) await hasher.hashBlocks(data, 4096, blocks, out, 0, 32);
+    return (n * data.length) / 1e3 / (performance.now() - start);
+  };
+}
+
+/**
+ * Best-of-rounds MB/s of two engines, measured alternately after a warm-up that lets V8 tier the wasm kernel up
+ * (wasm-sha256.md, pitfall 1). Taking each engine's best round makes the comparison robust to a busy second core.
+ */
+async function race(a: HashEngine, b: HashEngine, algorithm: HashAlgorithm): Promise<[number, number]> {
+  const [ta, tb] = [await bench(a, algorithm), await bench(b, algorithm)];
+  await ta(3);
+  await tb(3);
+  let best: [number, number] = [0, 0];
+  for (let round = 0; round < 4; round++) best = [Math.max(best[0], await ta(2)), Math.max(best[1], await tb(2))];
+  return best;
+}
+
+async function autoEngine(algorithm: HashAlgorithm, dataBytes: number): Promise<{ engine: HashEngine; note: string }> {
+  if (dataBytes < MIN_BYTES_FOR_RACE) return { engine: nodeCryptoEngine, note: 'auto: small input' };
+  const cached = measured.get(algorithm);
+  if (cached) return cached;
+  let choice = { engine: nodeCryptoEngine as HashEngine, note: 'auto' };
+  if (wasmSimdEngine.supports(algorithm) && simdSupported()) {
+    await checkedEngine(wasmSimdEngine, algorithm);
+    const [simd, openssl] = await race(wasmSimdEngine, nodeCryptoEngine, algorithm);
+    choice = {
+      engine: simd > openssl ? wasmSimdEngine : nodeCryptoEngine,
+      note: `auto: wasm-simd ${simd.toFixed(0)} MB/s, node-crypto ${openssl.toFixed(0)} MB/s`,
+    };
+  }
+  measured.set(algorithm, choice);
+  return choice;
+}
+
+function byName(name: string): HashEngine {
+  const found = ENGINES.find((e) => e.name === name);
+  if (!found) throw new VerityError('E_PARAM', `Unknown hash engine "${name}". Available: ${ENGINE_NAMES.join(', ')}.`);
+  return found;
+}
+
+/**
+ * The engine for a pass over `dataBytes` bytes hashed with `algorithm`, wrapped in a worker pool when more than one
+ * thread is used. Close it when the pass is done.
+ */
+export async function openEngine(algorithm: HashAlgorithm, dataBytes: number, options: EngineOptions = {}): Promise<OpenedEngine> {
+  const requested = options.engine ?? 'auto';
+  let single: HashEngine;
+  let note = '';
+  if (typeof requested !== 'string') single = requested;
+  else if (requested === 'auto') ({ engine: single, note } = await autoEngine(algorithm, dataBytes));
+  else single = byName(requested);
+  if (!single.supports(algorithm)) {
+    throw new VerityError('E_PARAM', `Hash engine ${single.name} does not support ${algorithm}.`);
+  }
+  await checkedEngine(single, algorithm);
+
+  const poolable = single === nodeCryptoEngine || single === wasmSimdEngine;
+  const threads =
+    options.threads ?? (dataBytes >= MIN_BYTES_FOR_THREADS ? availableParallelism() : 1);
+  if (!Number.isSafeInteger(threads) || threads < 1) {
+    throw new VerityError('E_PARAM', `Threads must be a positive integer; got ${threads}.`);
+  }
+  const describe = (name: string, notes: string[]) => (notes.length > 0 ? `${name} (${notes.join('; ')})` : name);
+  if (threads === 1 || !poolable) {
+    const notes = [note, threads > 1 ? `${single.name} runs on one thread` : ''].filter(Boolean);
+    return { engine: single, threads: 1, description: describe(single.name, notes), close: async () => {} };
+  }
+  const pool = createHashPool({ threads, inner: single === wasmSimdEngine ? 'wasm-simd' : 'node-crypto' });
+  try {
+    await checkedEngine(pool, algorithm);
+  } catch (e) {
+    await pool.close?.();
+    throw e;
+  }
+  return {
+    engine: pool,
+    threads,
+    description: describe(`${single.name} ×${threads}`, note ? [note] : []),
+    close: async () => pool.close?.(),
+  };
+}

@@ -1,0 +1,111 @@
+import { describe, expect, it } from 'vitest';
+import { at, bytes, guid, latin1, struct, u16be, u16le, u32be, u32le, u64be, u64le, u64leBig, u8, utf16le, uuid } from '../../src/binary/struct.js';
+import { toHex } from '../../src/binary/bytes.js';
+import { VerityError } from '../../src/errors.js';
+
+const hex = (b: Uint8Array) => toHex(b);
+
+describe('primitive fields write the byte order they name', () => {
+  it.each([
+    ['u8', u8, 0xab, 'ab'],
+    ['u16le', u16le, 0x1234, '3412'],
+    ['u16be', u16be, 0x1234, '1234'],
+    ['u32le', u32le, 0x12345678, '78563412'],
+    ['u32be', u32be, 0x12345678, '12345678'],
+    ['u64le', u64le, 2 ** 40 + 5, '0500000000010000'],
+    ['u64be', u64be, 2 ** 40 + 5, '0000010000000005'],
+  ] as const)('%s', (_name, field, value, expected) => {
+    const b = new Uint8Array(field.len);
+    field.put(b, 0, value);
+    expect(hex(b)).toBe(expected);
+    expect(field.get(b, 0)).toBe(value);
+  });
+
+  it('u64 fields refuse values above 2^53 - 1 when read, and u64leBig keeps them', () => {
+    const b = new Uint8Array(8).fill(0xff);
+    expect(() => u64le.get(b, 0)).toThrow(VerityError);
+    expect(u64leBig.get(b, 0)).toBe(2n ** 64n - 1n);
+    b.set([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0]);
+    expect(u64le.get(b, 0)).toBe(Number.MAX_SAFE_INTEGER);
+  });
+
+  it('puts refuse values that do not fit', () => {
+    const b = new Uint8Array(8);
+    expect(() => u16le.put(b, 0, 0x10000)).toThrow(expect.objectContaining({ code: 'E_PARAM' }));
+    expect(() => u32be.put(b, 0, -1)).toThrow(expect.objectContaining({ code: 'E_PARAM' }));
+    expect(() => u64le.put(b, 0, 2 ** 53)).toThrow(expect.objectContaining({ code: 'E_PARAM' }));
+    expect(() => latin1(4).put(b, 0, 'abcde')).toThrow(expect.objectContaining({ code: 'E_PARAM' }));
+    expect(() => utf16le(4).put(b, 0, 'abc')).toThrow(expect.objectContaining({ code: 'E_PARAM' }));
+  });
+
+  it('a read through a subarray never sees the bytes after it', () => {
+    const parent = new Uint8Array(16).fill(7);
+    expect(() => u32le.get(parent.subarray(0, 2), 0)).toThrow(RangeError);
+  });
+
+  it('strings stop at the first NUL and pad with NULs', () => {
+    const b = new Uint8Array(8).fill(0xee);
+    latin1(8).put(b, 0, 'sha256');
+    expect(hex(b)).toBe('7368613235360000');
+    expect(latin1(8).get(b, 0)).toBe('sha256');
+    const n = new Uint8Array(12).fill(0xee);
+    utf16le(12).put(n, 0, 'rööt');
+    expect(hex(n)).toBe('7200f600f600740000000000');
+    expect(utf16le(12).get(n, 0)).toBe('rööt');
+  });
+
+  it('a GUID is mixed-endian and a UUID is in textual order', () => {
+    const text = '00112233-4455-6677-8899-aabbccddeeff';
+    const g = new Uint8Array(16);
+    guid.put(g, 0, text);
+    expect(hex(g)).toBe('33221100554477668899aabbccddeeff');
+    expect(guid.get(g, 0)).toBe(text);
+    const u = new Uint8Array(16);
+    uuid.put(u, 0, text);
+    expect(hex(u)).toBe('00112233445566778899aabbccddeeff');
+    expect(uuid.get(u, 0)).toBe(text);
+  });
+});
+
+describe('struct', () => {
+  const Inner = struct('Inner', { a: at(0, u16le), b: at(2, u16be) });
+  const Outer = struct(
+    'Outer',
+    { magic: at(0, latin1(4)), size: at(4, u64le), inner: at(16, Inner), tail: at(20, bytes(3)) },
+    { size: 32 },
+  );
+  const value = { magic: 'OUTR', size: 2 ** 33 + 1, inner: { a: 0x0102, b: 0x0304 }, tail: new Uint8Array([9, 8, 7]) };
+
+  it('round-trips a value byte for byte, nested structs included, with gaps left zero', () => {
+    const out = Outer.serialize(value);
+    expect(out.length).toBe(32);
+    expect(hex(out)).toBe('4f555452' + '0100000002000000' + '00000000' + '02010304' + '090807' + '00'.repeat(9));
+    expect(Outer.get(out, 0)).toEqual(value);
+    expect(Outer.serialize(Outer.get(out, 0))).toEqual(out);
+  });
+
+  it('reads at an offset, and refuses a buffer too short with the sizes in data', () => {
+    const buf = new Uint8Array(40);
+    Outer.put(buf, 8, value);
+    expect(Outer.get(buf, 8)).toEqual(value);
+    try {
+      Outer.get(buf, 9);
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toMatchObject({ code: 'E_BAD_IMAGE', data: { expected: 32, actual: 31, offset: 9 } });
+    }
+  });
+
+  it('names the structure and field of a value it cannot represent, with the struct code', () => {
+    const S = struct('Header', { count: at(8, u64le) }, { code: 'E_BAD_SUPERBLOCK' });
+    const b = new Uint8Array(16);
+    b.fill(0xff, 8);
+    expect(() => S.get(b, 0)).toThrow(expect.objectContaining({ code: 'E_BAD_SUPERBLOCK', data: expect.objectContaining({ offset: 8 }) }));
+    expect(() => S.get(b, 0)).toThrow(/Header: field count \(offset 8\)/);
+  });
+
+  it('refuses declarations whose fields overlap or overrun the size', () => {
+    expect(() => struct('Bad', { a: at(0, u32le), b: at(2, u16le) })).toThrow(expect.objectContaining({ code: 'E_INTERNAL' }));
+    expect(() => struct('Bad', { a: at(0, u32le) }, { size: 2 })).toThrow(expect.objectContaining({ code: 'E_INTERNAL' }));
+  });
+});
