@@ -31,7 +31,7 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 /** Largest data file written: 64 MiB, plus 8 KiB so that 16385 blocks of 4096 bytes (and a partial block) still fit. */
 const MAX_DATA_BYTES = 64 * MiB + 8 * KiB;
-/** Block size veritysetup uses for the superblock read-modify-write on a regular file (min(f_bsize, page), §1.3). */
+/** Block size veritysetup uses for the superblock read-modify-write on a regular file (min(f_bsize, page); docs/format.md §5). */
 const SB_IO_BLOCK = 4096;
 
 /** Salt used by upstream's tests/verity-compat-test (reference Example A). */
@@ -151,7 +151,7 @@ function feasible(x: Abstract): boolean {
   if (n < 1) return false;
   const fileBlocks = n + (x.shorter ? MAX_EXTRA_BLOCKS : 0);
   if (fileBlocks * x.dbs + (x.tail ? x.dbs - 1 : 0) > MAX_DATA_BYTES) return false;
-  // Known veritysetup failure (§1.3): 1 data block + superblock at an offset that is not a multiple of the
+  // Known veritysetup failure (docs/format.md §5): 1 data block + superblock at an offset that is not a multiple of the
   // read-modify-write block min(4096, hbs) -> "Error during update of verity header", exit 1.
   if (n === 1 && x.sb && x.offset % Math.min(SB_IO_BLOCK, x.hbs) !== 0) return false;
   return true;

@@ -1,5 +1,5 @@
 /**
- * Throughput of the kernel's `hash` export against node:crypto, the way wasm-sha256.md measured them: 4 KiB blocks, a
+ * Throughput of the kernel's `hash` export against node:crypto, as docs/performance.md reports them: 4 KiB blocks, a
  * 32-byte salt in front (format 1), calls of 256 blocks (1 MiB) walking through DATA_MIB of random data in wasm memory,
  * one warm-up pass, then the median of RUNS timed passes. Before each timed pass it waits (up to 10 s) for the other
  * cores to be idle. MB/s = 10^6 bytes of block data per second of wall time; CPU time (user + sys) alongside.

@@ -192,7 +192,7 @@ export async function formatFiles(dataAddress: string, hashPath: string, options
 
 /**
  * Reads a root hash file like veritysetup: exactly 2 × digest-size hex characters from its start (a trailing
- * newline or anything after is ignored). A missing file is an error (veritysetup 2.6.1 exits 0 there, §3.4 bug 1).
+ * newline or anything after is ignored). A missing file is an error (veritysetup 2.6.1 exits 0 there; docs/format.md §6).
  */
 export async function readRootHashFile(path: string, digestBytes: number): Promise<Uint8Array> {
   let text: string;

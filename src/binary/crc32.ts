@@ -1,6 +1,6 @@
 /**
  * CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320, initial and final XOR 0xFFFFFFFF): the checksum of GPT headers
- * and partition arrays (UEFI spec, GPT header table), identical to zlib's `crc32` (disk-images.md §4.1). Not CRC-32C,
+ * and partition arrays (UEFI spec, GPT header table), identical to zlib's `crc32` (UEFI spec 2.10 §5.3.2). Not CRC-32C,
  * which VHDX uses (crc32c.ts).
  */
 

@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from 'commander';
 
-/** A decimal integer in [min, max]. No suffixes, no signs: veritysetup wraps negative u64 values (§3.1). */
+/** A decimal integer in [min, max]. No suffixes, no signs: veritysetup wraps negative u64 values (docs/format.md §6). */
 export function integer(min: number, max: number) {
   return (text: string): number => {
     if (!/^\d+$/.test(text)) throw new InvalidArgumentError(`expected a non-negative decimal integer, got "${text}".`);

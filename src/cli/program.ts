@@ -1,6 +1,6 @@
 /**
  * The `verity` command line: a thin shell over the library API. Option names and meanings follow veritysetup 2.6.1
- * (veritysetup-format.md §3.1), including `-h` for the hash algorithm; help is `--help`.
+ * (cryptsetup src/veritysetup.c), including `-h` for the hash algorithm; help is `--help`.
  */
 import { createRequire } from 'node:module';
 import { Command, CommanderError, Option } from 'commander';

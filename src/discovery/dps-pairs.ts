@@ -16,7 +16,7 @@ export interface VerityPair {
   hash: GptPartition;
   /** The partition of the signed root hash (`…-verity-sig`), when exactly one of this role and architecture exists. */
   signature: GptPartition | null;
-  /** `root-hash` when the partition GUIDs are the ones the root hash gives them (§4.3), `type` otherwise. */
+  /** `root-hash` when the partition GUIDs are the ones the root hash gives them (docs/disk-images.md, "Discoverable Partitions"), `type` otherwise. */
   matchedBy: 'type' | 'root-hash';
 }
 
@@ -24,7 +24,7 @@ export interface VerityPair {
  * Data and hash partitions that belong together by DPS type (`root-x86-64` with `root-x86-64-verity`, `usr-arm64`
  * with `usr-arm64-verity`, …), skipping partitions flagged no-auto as systemd does [sd-dissect].
  *
- * With a root hash, only partitions whose GUIDs it gives are paired, as systemd does (disk-images.md §4.3): the
+ * With a root hash, only partitions whose GUIDs it gives are paired, as systemd does (UAPI Discoverable Partitions Specification, "Partition UUIDs"; systemd src/shared/dissect-image.c): the
  * data partition's GUID is the first 16 bytes of the root hash and the hash partition's the last 16, both as the
  * textual UUID of those bytes in order. Without one, every data partition is paired with every hash partition of the
  * same role and architecture: usually one pair, and several only on A/B disks, where the root hash decides.

@@ -2,7 +2,7 @@ import { VerityError } from '../errors.js';
 
 /**
  * Hash algorithms we build and verify trees with, and their digest sizes. veritysetup accepts whatever its crypto
- * backend knows (veritysetup-format.md §3.2); these five are what both the kernel and every engine here support.
+ * backend knows (cryptsetup lib/verity/verity_hash.c; docs/format.md); these five are what both the kernel and every engine here support.
  */
 export const DIGEST_SIZES = {
   sha1: 20,

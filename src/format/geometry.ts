@@ -1,6 +1,6 @@
 /**
  * Hash-tree geometry, as cryptsetup lib/verity/verity_hash.c (hash_levels, create_or_verify) and the kernel's
- * dm-verity-target.c (verity_ctr, verity_hash_at_level) lay it out. veritysetup-format.md §1.2 and §2.
+ * dm-verity-target.c (verity_ctr, verity_hash_at_level) lay it out. docs/format.md explains the layout.
  *
  * All byte offsets are plain numbers checked to stay below 2^53, so offsets beyond 4 GiB are exact.
  */
@@ -40,7 +40,7 @@ function ceilDiv(a: number, b: number): number {
 /**
  * Where the hash area starts (lib/verity/verity.c: VERITY_hash_offset_block): after the superblock, rounded up to a
  * hash block; without a superblock the offset is rounded *down*, so a misaligned offset is silently ignored in part.
- * That floor is an upstream quirk (§1.2) we must reproduce to be byte-compatible.
+ * That floor is an upstream quirk (docs/format.md §2) we must reproduce to be byte-compatible.
  */
 export function hashStartBlock(p: Pick<VerityParams, 'superblock' | 'hashOffset' | 'hashBlockSize'>): number {
   return p.superblock

@@ -65,7 +65,7 @@ export function paramsForFormat(options: TreeOptions, dataSize: number): VerityP
 
 /**
  * Parameters for checking a tree without a superblock: everything must be repeated by the caller. A missing salt is
- * an error here; veritysetup silently uses a random one and then fails verification (veritysetup-format.md §3.2).
+ * an error here; veritysetup silently uses a random one and then fails verification (cryptsetup src/veritysetup.c; docs/format.md).
  */
 export function paramsWithoutSuperblock(options: TreeOptions, dataSize: number): VerityParams {
   if (options.salt === undefined) {

@@ -1,11 +1,12 @@
 /**
  * The verity superblock, `struct verity_sb` of cryptsetup lib/verity/verity.c: 512 bytes, packed, little-endian.
  * The kernel never reads it (Documentation/admin-guide/device-mapper/verity.rst); it only carries the parameters for
- * userspace. Layout and read checks: veritysetup-format.md §1.1.
+ * userspace. Layout and read checks: VERITY_read_sb in the same file; docs/format.md.
  */
 import { VerityError } from '../errors.js';
 import { resolveAlgorithm } from './algorithms.js';
-import { formatUuid, parseUuid, viewOf } from '../binary/bytes.js';
+import { bytesEqual } from '../binary/bytes.js';
+import { at, bytes, latin1, struct, u16le, u32le, u64leBig, uuid } from '../binary/struct.js';
 import { MAX_SALT_SIZE, SUPERBLOCK_SIZE, checkBlockSize } from './params.js';
 
 export const SUPERBLOCK_SIGNATURE = new Uint8Array([0x76, 0x65, 0x72, 0x69, 0x74, 0x79, 0, 0]); // "verity\0\0"
@@ -24,20 +25,27 @@ export interface Superblock {
   salt: Uint8Array;
 }
 
-/** Field offsets, declared once for both directions. */
-const F = {
-  signature: 0, // 8 bytes
-  version: 8, // u32
-  hashType: 12, // u32
-  uuid: 16, // 16 bytes
-  algorithm: 32, // 32 bytes, NUL-padded ASCII
-  dataBlockSize: 64, // u32
-  hashBlockSize: 68, // u32
-  dataBlocks: 72, // u64
-  saltSize: 80, // u16
-  salt: 88, // 256 bytes
-} as const;
-const ALGORITHM_FIELD = 32;
+/**
+ * `struct verity_sb`, packed, little-endian. Bytes 82-87 and 344-511 are padding. The kernel never reads this
+ * header (verity.rst); cryptsetup's VERITY_read_sb checks what parseSuperblock checks.
+ */
+export const VERITY_SUPERBLOCK = struct(
+  'Verity superblock',
+  {
+    signature: at(0, bytes(8)), // signature[8] = "verity\0\0"
+    version: at(8, u32le), // version
+    hashType: at(12, u32le), // hash_type
+    uuid: at(16, uuid), // uuid[16], textual byte order
+    algorithm: at(32, latin1(32)), // algorithm[32], NUL-padded
+    dataBlockSize: at(64, u32le), // data_block_size
+    hashBlockSize: at(68, u32le), // hash_block_size
+    dataBlocks: at(72, u64leBig), // data_blocks: checked against the block size below, not only against 2^53
+    saltSize: at(80, u16le), // salt_size
+    salt: at(88, bytes(256)), // salt[256]
+  },
+  { size: SUPERBLOCK_SIZE, code: 'E_BAD_SUPERBLOCK' },
+);
+const ALGORITHM_FIELD = VERITY_SUPERBLOCK.fields.algorithm.field.len;
 
 export function serializeSuperblock(sb: Superblock): Uint8Array {
   if (sb.salt.length > MAX_SALT_SIZE) {
@@ -48,19 +56,18 @@ export function serializeSuperblock(sb: Superblock): Uint8Array {
   if (name.length > ALGORITHM_FIELD - 1) {
     throw new VerityError('E_PARAM', `Hash algorithm name "${sb.algorithm}" is longer than 31 bytes.`);
   }
-  const out = new Uint8Array(SUPERBLOCK_SIZE);
-  const v = viewOf(out);
-  out.set(SUPERBLOCK_SIGNATURE, F.signature);
-  v.setUint32(F.version, sb.version, true);
-  v.setUint32(F.hashType, sb.hashType, true);
-  out.set(parseUuid(sb.uuid), F.uuid);
-  out.set(name, F.algorithm);
-  v.setUint32(F.dataBlockSize, sb.dataBlockSize, true);
-  v.setUint32(F.hashBlockSize, sb.hashBlockSize, true);
-  v.setBigUint64(F.dataBlocks, BigInt(sb.dataBlocks), true);
-  v.setUint16(F.saltSize, sb.salt.length, true);
-  out.set(sb.salt, F.salt);
-  return out;
+  return VERITY_SUPERBLOCK.serialize({
+    signature: SUPERBLOCK_SIGNATURE,
+    version: sb.version,
+    hashType: sb.hashType,
+    uuid: sb.uuid,
+    algorithm: sb.algorithm,
+    dataBlockSize: sb.dataBlockSize,
+    hashBlockSize: sb.hashBlockSize,
+    dataBlocks: BigInt(sb.dataBlocks),
+    saltSize: sb.salt.length,
+    salt: sb.salt,
+  });
 }
 
 /**
@@ -71,30 +78,22 @@ export function parseSuperblock(bytes: Uint8Array): Superblock {
   if (bytes.length < SUPERBLOCK_SIZE) {
     throw new VerityError('E_BAD_SUPERBLOCK', `Superblock needs ${SUPERBLOCK_SIZE} bytes; only ${bytes.length} available.`);
   }
-  const v = viewOf(bytes);
-  for (let i = 0; i < SUPERBLOCK_SIGNATURE.length; i++) {
-    if (bytes[F.signature + i] !== SUPERBLOCK_SIGNATURE[i]) {
-      throw new VerityError('E_BAD_SUPERBLOCK', 'No VERITY signature detected (expected "verity\\0\\0" at the superblock offset).');
-    }
+  const sb = VERITY_SUPERBLOCK.get(bytes, 0);
+  if (!bytesEqual(sb.signature, SUPERBLOCK_SIGNATURE)) {
+    throw new VerityError('E_BAD_SUPERBLOCK', 'No VERITY signature detected (expected "verity\\0\\0" at the superblock offset).');
   }
-  const version = v.getUint32(F.version, true);
+  const { version, hashType, algorithm, dataBlockSize, hashBlockSize, saltSize } = sb;
   if (version !== SUPERBLOCK_VERSION) {
     throw new VerityError('E_BAD_SUPERBLOCK', `Unsupported VERITY version ${version}.`);
   }
-  const hashType = v.getUint32(F.hashType, true);
   if (hashType > 1) throw new VerityError('E_BAD_SUPERBLOCK', `Unsupported VERITY hash type ${hashType}.`);
 
-  const nameBytes = bytes.subarray(F.algorithm, F.algorithm + ALGORITHM_FIELD);
-  const nul = nameBytes.indexOf(0);
-  const algorithm = new TextDecoder('latin1').decode(nul < 0 ? nameBytes : nameBytes.subarray(0, nul));
   try {
     resolveAlgorithm(algorithm);
   } catch (e) {
     throw new VerityError('E_BAD_SUPERBLOCK', (e as Error).message);
   }
 
-  const dataBlockSize = v.getUint32(F.dataBlockSize, true);
-  const hashBlockSize = v.getUint32(F.hashBlockSize, true);
   try {
     checkBlockSize(dataBlockSize, 'data');
     checkBlockSize(hashBlockSize, 'hash');
@@ -102,7 +101,7 @@ export function parseSuperblock(bytes: Uint8Array): Superblock {
     throw new VerityError('E_BAD_SUPERBLOCK', (e as Error).message);
   }
 
-  const rawBlocks = v.getBigUint64(F.dataBlocks, true);
+  const rawBlocks = sb.dataBlocks;
   const maxBlocks = BigInt(Math.floor(Number.MAX_SAFE_INTEGER / dataBlockSize));
   if (rawBlocks < 1n || rawBlocks > maxBlocks) {
     throw new VerityError(
@@ -110,18 +109,17 @@ export function parseSuperblock(bytes: Uint8Array): Superblock {
       `VERITY header corrupted: data blocks ${rawBlocks} is outside 1..${maxBlocks} for ${dataBlockSize}-byte blocks.`,
     );
   }
-  const saltSize = v.getUint16(F.saltSize, true);
   if (saltSize > MAX_SALT_SIZE) {
     throw new VerityError('E_BAD_SUPERBLOCK', `VERITY header corrupted: salt size ${saltSize} exceeds ${MAX_SALT_SIZE}.`);
   }
   return {
     version,
     hashType: hashType as 0 | 1,
-    uuid: formatUuid(bytes.slice(F.uuid, F.uuid + 16)),
+    uuid: sb.uuid,
     algorithm,
     dataBlockSize,
     hashBlockSize,
     dataBlocks: Number(rawBlocks),
-    salt: bytes.slice(F.salt, F.salt + saltSize),
+    salt: sb.salt.slice(0, saltSize),
   };
 }

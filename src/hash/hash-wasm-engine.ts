@@ -1,6 +1,6 @@
 /**
  * hash-wasm engine: portable (browsers, any JS runtime with WebAssembly), so it is the pure core's default. It hashes
- * one block per init/update/digest round trip, so it is slower than node:crypto on Node (wasm-sha256.md: ~170 MB/s).
+ * one block per init/update/digest round trip, so it is slower than node:crypto on Node (docs/performance.md: ~170 MB/s).
  */
 import type { IHasher } from 'hash-wasm';
 import { digestSize, type HashAlgorithm } from '../format/algorithms.js';

@@ -1,6 +1,6 @@
 /**
  * wasm-simd engine: the 4-lane WebAssembly SIMD SHA-256 kernel (wasm-kernel.ts) on the calling thread, sha256 only.
- * On CPUs without SHA extensions it is faster than node:crypto (wasm-sha256.md: ~1.8×); with them OpenSSL wins, so
+ * On CPUs without SHA extensions it is faster than node:crypto (docs/performance.md: ~1.8×); with them OpenSSL wins, so
  * callers choose at run time. Each hasher owns a non-shared memory: blocks are copied in, in calls of at most 1 MiB
  * (V8 tiers wasm up only between calls), and the digests copied out.
  */

@@ -1,6 +1,6 @@
 /**
  * Partition type GUIDs of the UAPI Discoverable Partitions Specification (DPS, "Defined Partition Type UUIDs"), as
- * listed in disk-images.md §4.2, with the names systemd gives them (`systemd-repart` Type=, `systemd-dissect`):
+ * listed in the UAPI Discoverable Partitions Specification, with the names systemd gives them (`systemd-repart` Type=, `systemd-dissect`):
  * `root-x86-64`, `root-x86-64-verity`, `usr-arm64-verity-sig`, `esp`, …
  */
 

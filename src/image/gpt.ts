@@ -2,7 +2,7 @@
  * GUID partition tables: the protective MBR, the primary header at LBA 1 with its backup at the disk's last LBA, the
  * partition entry array, and the partitions found in it, named by their Discoverable Partitions type.
  *
- * Layout and checks follow disk-images.md §4.1 (UEFI spec, "GPT Header" and "GPT Partition Entry" tables). Integers
+ * Layout and checks follow the UEFI spec 2.10 §5.3 ("GPT Header" and "GPT Partition Entry" tables). Integers
  * are little-endian and GUIDs mixed-endian (guid.ts). Every field is untrusted: a header only counts when its
  * signature, CRC, own LBA and sizes check out, and the entry array is bounded before it is read.
  */
@@ -23,7 +23,7 @@ export const MAX_ENTRY_ARRAY_BYTES = 1024 * 4096;
 const MAX_ENTRY_SIZE = 4096;
 const MIN_ENTRY_SIZE = 128;
 
-/** Protective MBR [UEFI spec "Protective MBR"; disk-images.md §4.1]: four 16-byte records from byte 446. */
+/** Protective MBR [UEFI spec 2.10 §5.2.3 "Protective MBR"]: four 16-byte records from byte 446. */
 const MBR = {
   records: 446,
   recordSize: 16,
@@ -32,7 +32,7 @@ const MBR = {
 } as const;
 const GPT_PROTECTIVE_TYPE = 0xee;
 
-/** GPT header fields [UEFI spec "GPT Header"; disk-images.md §4.1 table]. */
+/** GPT header fields [UEFI spec 2.10 §5.3.2 "GPT Header"]. */
 const HEADER = {
   signature: 0, // 8 bytes "EFI PART"
   revision: 8, // u32, 0x00010000
@@ -51,7 +51,7 @@ const HEADER = {
 const MIN_HEADER_SIZE = 92;
 const SIGNATURE = 'EFI PART';
 
-/** Partition entry fields [UEFI spec "GPT Partition Entry"; disk-images.md §4.1]. */
+/** Partition entry fields [UEFI spec 2.10 §5.3.3 "GPT Partition Entry Array"]. */
 const ENTRY = {
   typeGuid: 0, // 16 bytes; all zero = unused
   partitionGuid: 16, // 16 bytes

@@ -1,7 +1,7 @@
 /**
  * Legacy VHD ("conectix", Virtual PC / Hyper-V generation 1) images, read as the virtual disk they hold.
  *
- * Layout (disk-images.md §3; VHD spec "Hard Disk Footer Format", "Dynamic Disk Header Format"): a fixed image is the
+ * Layout (Microsoft Virtual Hard Disk Image Format Specification 1.0: "Hard Disk Footer Format", "Dynamic Disk Header Format"): a fixed image is the
  * raw disk followed by a 512-byte footer; a dynamic one is a footer copy at offset 0, a 1 KiB dynamic header, a block
  * allocation table (BAT) and blocks, each a sector bitmap followed by the block's data, then the footer again at the
  * end. Every integer is big-endian. Differencing images need their parent and are refused.
@@ -23,7 +23,7 @@ const SECTOR = 512;
 const MAX_BAT_ENTRIES = 1 << 24;
 const UNALLOCATED = 0xffffffff;
 
-/** Footer fields [VHD spec "Hard Disk Footer Format"; disk-images.md §3 table]. */
+/** Footer fields [VHD spec "Hard Disk Footer Format"]. */
 const FOOTER = {
   cookie: 0, // 8 bytes "conectix"
   features: 8, // u32; bit 1 is reserved and always set
@@ -44,7 +44,7 @@ const FOOTER = {
   savedState: 84, // u8
 } as const;
 
-/** Dynamic header fields [VHD spec "Dynamic Disk Header Format"; disk-images.md §3]. */
+/** Dynamic header fields [VHD spec "Dynamic Disk Header Format"]. */
 const DYNAMIC = {
   cookie: 0, // 8 bytes "cxsparse"
   dataOffset: 8, // u64, unused (all ones)
@@ -70,7 +70,7 @@ export type VhdDiskType = (typeof DISK_TYPES)[keyof typeof DISK_TYPES];
 export interface VhdInfo {
   /** Differencing images are refused by openVhd, so an opened image is one of these two. */
   type: Exclude<VhdDiskType, 'differencing'>;
-  /** Bytes of the virtual disk: the footer's current size, as the reference advises (disk-images.md §3). */
+  /** Bytes of the virtual disk: the footer's current size, as qemu block/vpc.c does (docs/disk-images.md). */
   currentSize: number;
   originalSize: number;
   /**

@@ -9,7 +9,7 @@ export interface BlockChunk {
   bytes: Uint8Array;
 }
 
-/** Default bytes per chunk: large enough to amortise calls, small enough to stay in L2 (wasm-sha256.md, pitfall 7). */
+/** Default bytes per chunk: large enough to amortise calls, small enough to stay in L2 (docs/performance.md). */
 export const DEFAULT_CHUNK_BYTES = 1 << 20;
 
 export interface ReadOptions {

@@ -1,6 +1,6 @@
 /**
  * Text output. The header block is byte-for-byte what veritysetup 2.6.1 prints for `format` and `dump`
- * (lib/verity/verity.c: VERITY_dump; veritysetup-format.md §1.4), so scripts that grep it keep working.
+ * (lib/verity/verity.c: VERITY_dump), so scripts that grep it keep working.
  */
 import { toHex } from '../binary/bytes.js';
 import type { TreeGeometry } from '../format/geometry.js';
@@ -95,7 +95,7 @@ export function renderVerify(result: VerifyResult, params: VerityParams): string
 }
 
 /**
- * veritysetup's stderr lines for the same outcome (veritysetup-format.md §3.3, §4.1), for scripts that match them:
+ * veritysetup's stderr lines for the same outcome (cryptsetup lib/verity/verity_verify.c and src/veritysetup.c), for scripts that match them:
  * the first failure in its scan order, or the root hash when every block matched.
  */
 export function veritysetupLines(result: VerifyResult): string {

@@ -1,7 +1,7 @@
 /**
  * Choosing the hash engine and thread count for a pass. `auto` measures, once per process, the WASM SIMD kernel against
  * node:crypto for sha256 and keeps the faster: the kernel wins on CPUs without SHA extensions, OpenSSL on CPUs with them
- * (wasm-sha256.md, pitfall 10). Every engine passes its known-answer test before it is used.
+ * (docs/performance.md). Every engine passes its known-answer test before it is used.
  */
 import { availableParallelism } from 'node:os';
 import type { HashAlgorithm } from '../format/algorithms.js';
@@ -58,7 +58,7 @@ async function bench(engine: HashEngine, algorithm: HashAlgorithm): Promise<(n: 
 
 /**
  * Best-of-rounds MB/s of two engines, measured alternately after a warm-up that lets V8 tier the wasm kernel up
- * (wasm-sha256.md, pitfall 1). Taking each engine's best round makes the comparison robust to a busy second core.
+ * (docs/performance.md). Taking each engine's best round makes the comparison robust to a busy second core.
  */
 async function race(a: HashEngine, b: HashEngine, algorithm: HashAlgorithm): Promise<[number, number]> {
   const [ta, tb] = [await bench(a, algorithm), await bench(b, algorithm)];

@@ -10,7 +10,7 @@
  *   copy of the hash state after the salt, or the one-shot `crypto.hash` without a salt).
  * - `wasm-simd`: the SIMD kernel of src/hash/wasm-kernel.ts instantiated over the arena (a shared
  *   `WebAssembly.Memory`), with this thread's own scratch region; called in pieces of at most 1 MiB because V8 only
- *   tiers wasm up between calls (wasm-sha256.md, pitfall 1).
+ *   tiers wasm up between calls (docs/performance.md).
  */
 import { createHash, hash as oneShot, type Hash } from 'node:crypto';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';

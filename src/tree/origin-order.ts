@@ -2,7 +2,7 @@
  * Level 0 for data whose bytes come from a front-to-back source (a deflated zip entry, stdin), in one pass over
  * that source.
  *
- * A disk image in such a stream stores its blocks in allocation order, not disk order (disk-images.md §1.12), so the
+ * A disk image in such a stream stores its blocks in allocation order, not disk order ([MS-VHDX] §2.5: payload blocks sit wherever the BAT points; docs/disk-images.md), so the
  * data cannot be read in block order. Level-0 digests do not depend on each other: each data block is hashed when
  * its bytes go by and its digest is written to its slot in a level-0 store (the hash file itself when formatting, a
  * scratch file or buffer when verifying). The levels above are then built from the finished store as usual

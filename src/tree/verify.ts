@@ -4,7 +4,7 @@
  * The pass recomputes every digest bottom-up and records each mismatch between a computed child digest and the
  * entry stored for it. Trust then flows top-down from the root: a block is *corrupt* when its digest differs from a
  * trusted parent entry, and every block below a corrupt one is *unverified* (nothing trustworthy vouches for it).
- * veritysetup instead stops at the first mismatch and reports one byte offset (veritysetup-format.md §4.1).
+ * veritysetup instead stops at the first mismatch and reports one byte offset (cryptsetup lib/verity/verity_verify.c: verify_hash_block; docs/format.md).
  */
 import { bytesEqual, isAllZero } from '../binary/bytes.js';
 import { computeGeometry, type TreeGeometry } from '../format/geometry.js';

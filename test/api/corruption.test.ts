@@ -138,7 +138,7 @@ describe('intact images', () => {
   });
 
   it('bytes between the superblock and the first tree block are not covered: changing them changes nothing', async () => {
-    // Reference §1.2: corrupting byte 600 of Example A's hash image leaves veritysetup verify at exit 0.
+    // docs/format.md §2: corrupting byte 600 of the hash image (between superblock and tree) leaves veritysetup verify at exit 0.
     const img = await build(dir(), G.sha256_2);
     flipByte(img.hash, 600);
     expect(reportOf(await verify(img))).toEqual(cleanReport(2));

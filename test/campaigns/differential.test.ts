@@ -76,7 +76,7 @@ interface Case {
 
 const roundUp = (x: number, m: number): number => Math.ceil(x / m) * m;
 
-/** Block size of veritysetup's superblock read-modify-write on a regular file: min(f_bsize, page size) (§1.3). */
+/** Block size of veritysetup's superblock read-modify-write on a regular file: min(f_bsize, page size) (docs/format.md §5). */
 function superblockIoBlock(dir: string): number {
   try {
     const { bsize } = statfsSync(dir);
@@ -138,7 +138,7 @@ function makeCase(rng: Rng, index: number): Case {
     if (fileSize > roundUp(dataEnd, 512)) candidates.push(rng.int(roundUp(dataEnd, 512) / 512, Math.floor((fileSize - 1) / 512)) * 512);
     if (rng.chance(0.3)) candidates.push(roundUp(fileSize, hashBlockSize));
     hashOffset = rng.pick(candidates);
-    // Without a superblock the tree starts at floor(offset / hbs) blocks (§1.2, §3.4 bug 3): keep that off the
+    // Without a superblock the tree starts at floor(offset / hbs) blocks (docs/format.md §2): keep that off the
     // covered data. Both tools accept an offset whose rounded-down start overlaps the data (the overlap check uses the
     // unrounded offset), and both then overwrite the last data blocks with the tree: identical, useless images.
     if (!superblock && Math.floor(hashOffset / hashBlockSize) * hashBlockSize < dataEnd) hashOffset = roundUp(dataEnd, hashBlockSize);
@@ -149,7 +149,7 @@ function makeCase(rng: Rng, index: number): Case {
     else if (offsetKind < 0.9) hashOffset = hashBlockSize * rng.int(1, 8);
     else hashOffset = 512 * rng.int(1, 16384); // up to 8 MiB: a sparse gap
   }
-  // Known veritysetup 2.6.1 failure (§1.3): with one data block no tree is written, so the superblock's
+  // Known veritysetup 2.6.1 failure (docs/format.md §5): with one data block no tree is written, so the superblock's
   // read-modify-write of min(f_bsize, hbs) bytes cannot read the bytes before a misaligned offset → exit 1.
   const sbBlock = Math.min(SB_IO_BLOCK, hashBlockSize);
   if (dataBlocks === 1 && superblock && hashOffset % sbBlock !== 0) {

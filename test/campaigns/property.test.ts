@@ -128,7 +128,7 @@ function expectationFor(c: Case, inHash: boolean, offset: number, bit: number): 
     return { kind: 'report', report: expectedFromDamage(params, geometry, [block], new Map()) };
   }
   // Tree blocks first: without a superblock the tree starts at the hash offset rounded *down* to a hash block
-  // (veritysetup-format.md §1.2), so it can begin before the offset.
+  // (cryptsetup lib/verity/verity_hash.c; docs/format.md), so it can begin before the offset.
   const hashBlock = Math.floor(offset / params.hashBlockSize);
   for (let l = 0; l < levels; l++) {
     const level = geometry.levels[l]!;

@@ -118,7 +118,7 @@ describe('missing and unreadable inputs (exit 4)', () => {
     const missing = join(f.dir, 'missing.roothash');
     expectFailure(await runCaptured(['verify', f.data, f.hash, '--root-hash-file', missing]), 4, /Cannot read root hash file .*missing\.roothash/);
     if (hasVeritysetup) {
-      // The upstream bug this guards against (reference §3.4, bug 1): nothing is verified, yet exit 0.
+      // The upstream bug this guards against (docs/format.md §6): nothing is verified, yet exit 0.
       expect(veritysetup(['verify', f.data, f.hash, `--root-hash-file=${missing}`]).code).toBe(0);
     }
   });

@@ -205,7 +205,7 @@ describe.skipIf(!ZIP || !BZIP2)(`Hyper-V and qemu VHDX samples inside a deflated
       const dir = mkdtempSync(join(tmpdir(), 'verity-vhdx-zip-'));
       try {
         const vhdx = join(dir, `${name}.vhdx`);
-        const raw = spawnSync(BZIP2!, ['-dc', join(import.meta.dirname, 'fixtures/vhdx', `${name}.vhdx.bz2`)], { maxBuffer: 1 << 30 });
+        const raw = spawnSync(BZIP2!, ['-dc', join(import.meta.dirname, '../fixtures/vhdx', `${name}.vhdx.bz2`)], { maxBuffer: 1 << 30 });
         writeFileSync(vhdx, raw.stdout);
         run(ZIP!, ['-q', '-6', '-j', join(dir, 'z.zip'), vhdx]);
         const args = ['--salt', '5a', '--uuid', UUID, '--data-blocks', String(blocks), '--threads', '2'];

@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { parseSuperblock, serializeSuperblock, SUPERBLOCK_SIZE, toHex, type Superblock } from '../../src/core.js';
+import { VERITY_SUPERBLOCK } from '../../src/format/superblock.js';
 
-/** Example A of veritysetup-format.md §1.1, as veritysetup 2.6.1 writes it (omitted bytes are zero). */
+/** Damage goes through the declared offsets; EXAMPLE_A_HEX pins those offsets to the bytes veritysetup writes. */
+const F = VERITY_SUPERBLOCK.fields;
+
+/** A superblock as veritysetup 2.6.1 writes it (omitted bytes are zero). */
 const EXAMPLE_A_HEX =
   '7665726974790000' + '01000000' + '01000000' + 'a60c98d2ae9b4865bfcbb4e3ace11033' +
   '7368613235360000000000000000000000000000000000000000000000000000' +
@@ -63,15 +67,15 @@ describe('superblock', () => {
 
   const good = serializeSuperblock(exampleA);
   it.each([
-    ['a wrong signature', withField(good, 0, [0x56]), /No VERITY signature/],
-    ['version 2', withField(good, 8, [2]), /Unsupported VERITY version 2/],
-    ['hash type 2', withField(good, 12, [2]), /Unsupported VERITY hash type 2/],
-    ['an unknown algorithm', withField(good, 32, [...Buffer.from('md5\0\0\0')]), /Hash algorithm md5 not supported/],
-    ['a data block size of 333', withField(good, 64, [0x4d, 0x01, 0, 0]), /data block size 333/],
-    ['a hash block size of 1 MiB', withField(good, 68, [0, 0, 0x10, 0]), /hash block size 1048576/],
-    ['zero data blocks', withField(good, 72, [0, 0, 0, 0, 0, 0, 0, 0]), /data blocks 0/],
-    ['2^64-1 data blocks', withField(good, 72, [255, 255, 255, 255, 255, 255, 255, 255]), /data blocks 18446744073709551615/],
-    ['a salt size of 257', withField(good, 80, [1, 1]), /salt size 257 exceeds 256/],
+    ['a wrong signature', withField(good, F.signature.offset, [0x56]), /No VERITY signature/],
+    ['version 2', withField(good, F.version.offset, [2]), /Unsupported VERITY version 2/],
+    ['hash type 2', withField(good, F.hashType.offset, [2]), /Unsupported VERITY hash type 2/],
+    ['an unknown algorithm', withField(good, F.algorithm.offset, [...Buffer.from('md5\0\0\0')]), /Hash algorithm md5 not supported/],
+    ['a data block size of 333', withField(good, F.dataBlockSize.offset, [0x4d, 0x01, 0, 0]), /data block size 333/],
+    ['a hash block size of 1 MiB', withField(good, F.hashBlockSize.offset, [0, 0, 0x10, 0]), /hash block size 1048576/],
+    ['zero data blocks', withField(good, F.dataBlocks.offset, [0, 0, 0, 0, 0, 0, 0, 0]), /data blocks 0/],
+    ['2^64-1 data blocks', withField(good, F.dataBlocks.offset, [255, 255, 255, 255, 255, 255, 255, 255]), /data blocks 18446744073709551615/],
+    ['a salt size of 257', withField(good, F.saltSize.offset, [1, 1]), /salt size 257 exceeds 256/],
     ['fewer than 512 bytes', good.subarray(0, 511), /needs 512 bytes/],
   ])('rejects %s with E_BAD_SUPERBLOCK and a precise message', (_what, bytes, message) => {
     expect(() => parseSuperblock(bytes)).toThrow(message);

@@ -77,7 +77,7 @@ const USR_ARM64_VERITY = '6e11a4e7-fbca-4ded-b9e9-e1a512bb664e';
 const LINUX_GENERIC = '0fc63daf-8483-4772-8e79-3d69d8477de4';
 
 // ---------------------------------------------------------------------------------------------------------------------
-// A GPT writer for synthetic disks, from the UEFI layout (disk-images.md §4.1), independent of src/image/gpt.ts: its
+// A GPT writer for synthetic disks, from the UEFI layout (UEFI spec 2.10 §5.3), independent of src/image/gpt.ts: its
 // CRCs come from zlib and its GUIDs are byte-swapped here.
 
 function guidBytes(text: string): Uint8Array {
@@ -237,7 +237,7 @@ describe('building blocks', () => {
     expect(crc32(bytes.subarray(3333), crc32(bytes.subarray(0, 3333)))).toBe(zlibCrc32(bytes));
   });
 
-  it('GUIDs are mixed-endian on disk (disk-images.md §4.3 and §8.2)', () => {
+  it('GUIDs are mixed-endian on disk (UEFI spec 2.10 Appendix A)', () => {
     const root = fromHex('e3bc684fcde8b14d96e7fbcaf984b709', 'bytes');
     expect(formatGuid(root)).toBe(ROOT_X86_64);
     expect(toHex(encodeGuid(ROOT_X86_64.toUpperCase()))).toBe('e3bc684fcde8b14d96e7fbcaf984b709');
@@ -645,7 +645,7 @@ describe('findVerityPairs', () => {
   const build = (partitions: PartSpec[]) => readGpt(bytesSource(buildGpt({ sectorSize: 512, sectors: 16384, partitions })));
   const p = (type: string, guid: string, first: number, name = '', attributes = 0n): PartSpec => ({ type, guid, first, last: first + 99, name, attributes });
 
-  it('pairs by DPS type, and with a root hash by the partition UUIDs it gives (§4.3)', async () => {
+  it('pairs by DPS type, and with a root hash by the partition UUIDs it gives (UAPI DPS spec)', async () => {
     const t = await build([
       p(ROOT_X86_64, '01234567-89ab-cdef-fedc-ba9876543210', 2048, 'A'),
       p(ROOT_X86_64_VERITY, 'a1b2c3d4-e5f6-0718-293a-4b5c6d7e8f90', 3000, 'A-verity'),

@@ -4,7 +4,7 @@
  * control over unrolling and register naming: the 8 state words rotate names from round to round, so no moves are
  * emitted, and after 8 rounds the names are back where they started, which makes 8 rounds the natural loop body.
  *
- * The design is `mb4r2c` of /work/shared/reference/wasm-sha256.md: W in linear memory, rounds as loops over an 8-round
+ * The design (wasm/README.md): W in linear memory, rounds as loops over an 8-round
  * body with each message-schedule step interleaved into its round. Those choices keep TurboFan's live set near the 15
  * XMM registers V8 gives wasm on x64. Unlike mb4r2c, Σ/σ are balanced xor trees and each round reads its W[t] back from
  * memory, which measured a few percent faster here (DEFAULT_TUNING; wasm/README.md, "Tuning").

@@ -1,7 +1,7 @@
 /**
  * The Block Allocation Table [MS-VHDX §2.5]: validated in one streaming pass when the image is opened, and kept as a
  * sparse map of the payload blocks that are in the file (FULLY_PRESENT). Every other state of a non-differencing
- * file reads as zeros [MS-VHDX §2.5.1.1; qemu block/vhdx.c `vhdx_co_readv`]. Reference: disk-images.md §1.7-1.9.
+ * file reads as zeros [MS-VHDX §2.5.1.1; qemu block/vhdx.c `vhdx_co_readv`]. Reference: [MS-VHDX] §2.5 (BAT), §2.5.1 (entry states); docs/disk-images.md.
  *
  * Memory is bounded by the file, not by the claimed virtual size: the BAT is read in 1 MiB pieces, and only present
  * blocks are kept, which must fit in the file without overlapping, so there are at most fileSize / blockSize of them.
@@ -82,7 +82,7 @@ export class BlockMap {
  * Reads and checks the BAT at `batOffset` of `src` (the file after log replay): states, offsets inside the file and
  * clear of the header section, log and regions, no two blocks overlapping. Sector bitmap entries are skipped: in a
  * non-differencing file they carry nothing, and qemu before 7.2.2 wrote garbage into them (qemu issue 727), so they
- * must be ignored rather than checked [disk-images.md §1.7].
+ * must be ignored rather than checked [MS-VHDX §2.5.1.2].
  */
 export async function loadBat(
   src: ByteSource,

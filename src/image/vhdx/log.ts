@@ -4,7 +4,7 @@
  * A header with a non-zero LogGuid says the log may hold updates (BAT, metadata) not yet written to their place;
  * they must be applied before anything after the headers is read, even by a reader [qemu-log `vhdx_parse_log`
  * comment]. We never write the file: the replay builds an overlay (4 KiB sectors and zeroed ranges, by file offset)
- * and `ReplayedFile` presents the file as it would be after replay. Reference: disk-images.md §1.11.
+ * and `ReplayedFile` presents the file as it would be after replay. Reference: [MS-VHDX] §2.3 (log), §2.3.3 (replay); docs/disk-images.md.
  */
 import { VerityError } from '../../errors.js';
 import type { ByteSource, SequentialMap } from '../../io/source.js';

@@ -2,7 +2,7 @@
  * VHDX on-disk structures [MS-VHDX §2], each declared once as a field table and parsed through `parseStruct`.
  * Everything is little-endian; GUIDs are Microsoft GUIDs (data1 u32 LE, data2 u16 LE, data3 u16 LE, data4 as bytes)
  * [qemu block/vhdx.h `MSGUID`], decoded by guid.ts as GPT's are. Layouts and the rules checked on them:
- * shared/reference/disk-images.md §1.
+ * docs/disk-images.md.
  *
  * Parsing here only decodes; the rules (which values are acceptable) live with the code that uses each structure.
  */

@@ -2,7 +2,7 @@
  * VHDX reader [MS-VHDX]: a `ByteSource` over a VHDX file that reads as the virtual disk it holds. Read-only: it only
  * has a ByteSource, and a dirty log is replayed in memory (`vhdx-log.ts`), never written back.
  *
- * Open order (disk-images.md §1.12): file type identifier → both headers, current one by checksum and sequence number
+ * Open order ([MS-VHDX] §2.2, §2.3; docs/disk-images.md): file type identifier → both headers, current one by checksum and sequence number
  * → log replay when LogGuid ≠ 0 → region table (second copy if the first is corrupt) → metadata → BAT. Everything
  * after the headers is read through the replayed file. Differencing disks are refused (E_UNSUPPORTED): reading them
  * needs the parent, and substituting zeros for it would be wrong.

@@ -1,7 +1,7 @@
 /**
  * The VHDX reader (src/image/vhdx/vhdx.ts) against three kinds of input:
  * - the qemu-iotests samples (Hyper-V, Disk2VHD, and a dirty log made by qemu 1.6 and replayed by Hyper-V): they
- *   must read as disk-images.md §2.3 says and hash as qemu-img's raw conversion does;
+ *   must read as [MS-VHDX] §2.5 says and hash as qemu-img's raw conversion does;
  * - VHDX files built here, in memory, by a small writer that follows MS-VHDX: any block size, 4096-byte logical
  *   sectors, sector bitmap entries, logs of several entries (wrapping, zero descriptors, stale and torn entries),
  *   and every hostile variant. When qemu-img is installed, it reads the same files and must agree;
@@ -26,7 +26,7 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
 
-const FIXTURES = new URL('../../fixtures/vhdx', import.meta.url);
+const FIXTURES = new URL('../../fixtures/vhdx/', import.meta.url);
 
 function hasCommand(cmd: string, args: string[]): boolean {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
