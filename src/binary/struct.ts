@@ -164,6 +164,18 @@ export const uuid: Field<string> = {
   put: (b, o, v) => b.set(parseUuid(v), o),
 };
 
+/** `count` consecutive values of `field`, as a fixed-length array (e.g. the four MBR partition records). */
+export function array<T>(field: Field<T>, count: number): Field<T[]> {
+  return {
+    len: field.len * count,
+    get: (b, o) => Array.from({ length: count }, (_, i) => field.get(b, o + i * field.len)),
+    put: (b, o, v) => {
+      if (v.length !== count) throw new VerityError('E_PARAM', `Expected ${count} values, got ${v.length}.`);
+      v.forEach((item, i) => field.put(b, o + i * field.len, item));
+    },
+  };
+}
+
 /** A field at the offset a specification gives it. */
 export interface Placed<T> {
   readonly offset: number;

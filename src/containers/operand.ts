@@ -14,6 +14,7 @@ import { VerityError } from '../errors.js';
 import { streamSource, type StreamSource } from '../io/sequential.js';
 import { readExactly, type ByteSource } from '../io/source.js';
 import { readGpt, selectPartition, partitionSource, describePartition, type GptPartition, type GptTable } from '../image/gpt.js';
+import { classifyMbr } from '../image/mbr.js';
 import { openVhd, type VhdInfo } from '../image/vhd.js';
 import { openVhdx, type VhdxInfo } from '../image/vhdx/vhdx.js';
 import { openFileSource, pathExists } from '../files/files.js';
@@ -66,9 +67,7 @@ export async function detectContent(source: ByteSource): Promise<ContentKind> {
     await readExactly(source, tail, source.size - 512, 'Image');
     if (String.fromCharCode(...tail.subarray(0, 8)) === 'conectix') return 'vhd';
   }
-  if (head.length >= 512 && head[510] === 0x55 && head[511] === 0xaa) {
-    for (let i = 0; i < 4; i++) if (head[446 + 16 * i + 4] === 0xee) return 'gpt';
-  }
+  if (classifyMbr(head) !== null) return 'gpt';
   return 'other';
 }
 

@@ -7,12 +7,13 @@
  * signature, CRC, own LBA and sizes check out, and the entry array is bounded before it is read.
  */
 import { VerityError } from '../errors.js';
-import { viewOf } from '../binary/bytes.js';
+import { at, guid, latin1, struct, u32le, u64leBig, utf16le, type StructValue } from '../binary/struct.js';
 import { sliceSource } from '../io/slice.js';
 import { readExactly, type ByteSource } from '../io/source.js';
 import { crc32 } from '../binary/crc32.js';
 import { dpsTypeByGuid } from './dps.js';
-import { formatGuid, NULL_GUID } from '../binary/guid.js';
+import { classifyMbr, MBR } from './mbr.js';
+import { NULL_GUID } from '../binary/guid.js';
 import { printable } from '../binary/printable.js';
 
 export type SectorSize = 512 | 4096;
@@ -23,44 +24,65 @@ export const MAX_ENTRY_ARRAY_BYTES = 1024 * 4096;
 const MAX_ENTRY_SIZE = 4096;
 const MIN_ENTRY_SIZE = 128;
 
-/** Protective MBR [UEFI spec 2.10 §5.2.3 "Protective MBR"]: four 16-byte records from byte 446. */
-const MBR = {
-  records: 446,
-  recordSize: 16,
-  recordType: 4, // u8 within a record; 0xEE marks the GPT
-  signature: 510, // 0x55 0xAA
-} as const;
-const GPT_PROTECTIVE_TYPE = 0xee;
 
-/** GPT header fields [UEFI spec 2.10 §5.3.2 "GPT Header"]. */
-const HEADER = {
-  signature: 0, // 8 bytes "EFI PART"
-  revision: 8, // u32, 0x00010000
-  headerSize: 12, // u32, 92
-  headerCrc32: 16, // u32, CRC-32 of headerSize bytes with this field zero
-  myLba: 24, // u64
-  alternateLba: 32, // u64
-  firstUsableLba: 40, // u64
-  lastUsableLba: 48, // u64
-  diskGuid: 56, // 16 bytes
-  partitionEntryLba: 72, // u64
-  numberOfPartitionEntries: 80, // u32
-  sizeOfPartitionEntry: 84, // u32, 128 × 2^n
-  partitionEntryArrayCrc32: 88, // u32, CRC-32 of count × size bytes
-} as const;
-const MIN_HEADER_SIZE = 92;
+/**
+ * The GPT header [UEFI spec 2.10 §5.3.2, Table 5.5]. LBAs are kept as bigint: a value past 2^53 is damage, reported with
+ * the value as stored. HeaderSize may exceed 92 (the rest of the sector is reserved and zero).
+ */
+export const GPT_HEADER = struct('GPT header', {
+  signature: at(0, latin1(8)), // Signature: "EFI PART"
+  revision: at(8, u32le), // Revision: 0x00010000
+  headerSize: at(12, u32le), // HeaderSize: 92 up to the sector size
+  headerCrc32: at(16, u32le), // HeaderCRC32: over HeaderSize bytes with this field zero
+  reserved: at(20, u32le), // Reserved: zero
+  myLba: at(24, u64leBig), // MyLBA
+  alternateLba: at(32, u64leBig), // AlternateLBA
+  firstUsableLba: at(40, u64leBig), // FirstUsableLBA
+  lastUsableLba: at(48, u64leBig), // LastUsableLBA
+  diskGuid: at(56, guid), // DiskGUID
+  partitionEntryLba: at(72, u64leBig), // PartitionEntryLBA
+  numberOfPartitionEntries: at(80, u32le), // NumberOfPartitionEntries
+  sizeOfPartitionEntry: at(84, u32le), // SizeOfPartitionEntry: 128 × 2^n
+  partitionEntryArrayCrc32: at(88, u32le), // PartitionEntryArrayCRC32: over count × size bytes
+});
+export type GptHeaderValue = StructValue<typeof GPT_HEADER.fields>;
+const MIN_HEADER_SIZE = GPT_HEADER.len;
 const SIGNATURE = 'EFI PART';
 
-/** Partition entry fields [UEFI spec 2.10 §5.3.3 "GPT Partition Entry Array"]. */
-const ENTRY = {
-  typeGuid: 0, // 16 bytes; all zero = unused
-  partitionGuid: 16, // 16 bytes
-  startingLba: 32, // u64
-  endingLba: 40, // u64, inclusive
-  attributes: 48, // u64
-  name: 56, // 72 bytes, UTF-16LE, NUL-padded
-} as const;
-const NAME_BYTES = 72;
+/** A partition entry [UEFI spec 2.10 §5.3.3, Table 5.6]; entries may be longer than 128 bytes (the rest is reserved). */
+export const GPT_ENTRY = struct('GPT partition entry', {
+  partitionTypeGuid: at(0, guid), // PartitionTypeGUID: all zero = unused slot
+  uniquePartitionGuid: at(16, guid), // UniquePartitionGUID
+  startingLba: at(32, u64leBig), // StartingLBA
+  endingLba: at(40, u64leBig), // EndingLBA, inclusive
+  attributes: at(48, u64leBig), // Attributes
+  partitionName: at(56, utf16le(72)), // PartitionName: UTF-16LE, NUL-padded
+});
+export type GptEntryValue = StructValue<typeof GPT_ENTRY.fields>;
+
+/** The CRC-32 a header of `headerSize` bytes at `bytes[0..]` must carry: computed with its own CRC field zeroed. */
+function headerCrc(bytes: Uint8Array, headerSize: number): number {
+  const copy = bytes.slice(0, headerSize);
+  GPT_HEADER.fields.headerCrc32.field.put(copy, GPT_HEADER.fields.headerCrc32.offset, 0);
+  return crc32(copy);
+}
+
+/**
+ * Recomputes the HeaderCRC32 of the header at `offset` in `disk` (after a field was changed), over its HeaderSize
+ * bytes. Writers and tests use it; the reader only checks.
+ */
+export function sealGptHeader(disk: Uint8Array, offset: number): void {
+  const header = disk.subarray(offset);
+  const size = GPT_HEADER.fields.headerSize.field.get(header, GPT_HEADER.fields.headerSize.offset);
+  GPT_HEADER.fields.headerCrc32.field.put(header, GPT_HEADER.fields.headerCrc32.offset, headerCrc(header, size));
+}
+
+/** A 92-byte GPT header holding `value` with its HeaderCRC32 computed (the value's own CRC field is ignored). */
+export function serializeGptHeader(value: GptHeaderValue): Uint8Array {
+  const out = GPT_HEADER.serialize({ ...value, headerSize: GPT_HEADER.len });
+  sealGptHeader(out, 0);
+  return out;
+}
 
 /** Attribute bits: UEFI's low bits, and the high bits DPS gives meaning to [dps "Partition Attribute Flags"]. */
 export const GPT_ATTRIBUTE = {
@@ -139,58 +161,43 @@ function hex32(n: number): string {
 }
 
 /** A u64 field as a number, or null past 2^53 (no disk is that large, so such a value is damage). */
-function u64(view: DataView, offset: number): number | null {
-  const value = view.getBigUint64(offset, true);
+function safe(value: bigint): number | null {
   return value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : null;
-}
-
-function utf16le(bytes: Uint8Array): string {
-  const v = viewOf(bytes);
-  let out = '';
-  for (let i = 0; i + 1 < bytes.length; i += 2) {
-    const unit = v.getUint16(i, true);
-    if (unit === 0) break;
-    out += String.fromCharCode(unit);
-  }
-  return out;
 }
 
 /** Validates the header read from `lba`; everything it returns is safe to use as an offset on `diskSize` bytes. */
 function checkHeader(sector: Uint8Array, lba: number, sectorSize: number, diskSize: number): Checked<Header> {
-  const v = viewOf(sector);
-  if (String.fromCharCode(...sector.subarray(0, 8)) !== SIGNATURE) {
+  const h = GPT_HEADER.get(sector, 0);
+  if (h.signature !== SIGNATURE) {
     return { ok: false, problem: `no "${SIGNATURE}" signature` };
   }
-  const headerSize = v.getUint32(HEADER.headerSize, true);
+  const headerSize = h.headerSize;
   if (headerSize < MIN_HEADER_SIZE || headerSize > sectorSize) {
     return { ok: false, problem: `header size ${headerSize} is outside ${MIN_HEADER_SIZE}..${sectorSize}` };
   }
-  const stored = v.getUint32(HEADER.headerCrc32, true);
-  const copy = sector.slice(0, headerSize);
-  viewOf(copy).setUint32(HEADER.headerCrc32, 0, true);
-  const computed = crc32(copy);
+  const stored = h.headerCrc32;
+  const computed = headerCrc(sector, headerSize);
   if (stored !== computed) {
     return { ok: false, problem: `header CRC mismatch: stored ${hex32(stored)}, computed ${hex32(computed)}` };
   }
 
-  const alternate = u64(v, HEADER.alternateLba);
+  const alternate = safe(h.alternateLba);
   const reject = (problem: string, truncated = false): Checked<Header> => ({
     ok: false,
     problem,
     truncated,
     ...(alternate !== null ? { alternateLba: alternate } : {}),
   });
-  const myLba = u64(v, HEADER.myLba);
+  const myLba = safe(h.myLba);
   if (myLba !== lba) {
-    return reject(`MyLBA is ${v.getBigUint64(HEADER.myLba, true)}, but the header was read from LBA ${lba}`);
+    return reject(`MyLBA is ${h.myLba}, but the header was read from LBA ${lba}`);
   }
 
   const lastLba = Math.floor(diskSize / sectorSize) - 1;
-  const first = u64(v, HEADER.firstUsableLba);
-  const last = u64(v, HEADER.lastUsableLba);
+  const first = safe(h.firstUsableLba);
+  const last = safe(h.lastUsableLba);
   if (first === null || last === null || first > last) {
-    const range = `${v.getBigUint64(HEADER.firstUsableLba, true)}..${v.getBigUint64(HEADER.lastUsableLba, true)}`;
-    return reject(`usable LBAs ${range} are not a range`);
+    return reject(`usable LBAs ${h.firstUsableLba}..${h.lastUsableLba} are not a range`);
   }
   if (last > lastLba) {
     return reject(
@@ -199,8 +206,8 @@ function checkHeader(sector: Uint8Array, lba: number, sectorSize: number, diskSi
     );
   }
 
-  const count = v.getUint32(HEADER.numberOfPartitionEntries, true);
-  const size = v.getUint32(HEADER.sizeOfPartitionEntry, true);
+  const count = h.numberOfPartitionEntries;
+  const size = h.sizeOfPartitionEntry;
   // 128 × 2^n [UEFI spec]; the upper bound is ours, to keep one entry within what we are willing to read.
   if (size < MIN_ENTRY_SIZE || size > MAX_ENTRY_SIZE || (size & (size - 1)) !== 0) {
     return reject(`partition entry size ${size} is not 128 × 2^n up to ${MAX_ENTRY_SIZE}`);
@@ -211,10 +218,10 @@ function checkHeader(sector: Uint8Array, lba: number, sectorSize: number, diskSi
         `above the ${MAX_ENTRY_ARRAY_BYTES}-byte limit`,
     );
   }
-  const entryLba = u64(v, HEADER.partitionEntryLba);
+  const entryLba = safe(h.partitionEntryLba);
   if (entryLba === null || entryLba > lastLba || entryLba * sectorSize + count * size > diskSize) {
     return reject(
-      `the partition entry array (LBA ${v.getBigUint64(HEADER.partitionEntryLba, true)}, ${count * size} bytes) ` +
+      `the partition entry array (LBA ${h.partitionEntryLba}, ${count * size} bytes) ` +
         `does not fit on the ${diskSize}-byte disk`,
       true,
     );
@@ -226,11 +233,11 @@ function checkHeader(sector: Uint8Array, lba: number, sectorSize: number, diskSi
       alternateLba: alternate ?? Number.MAX_SAFE_INTEGER,
       firstUsableLba: first,
       lastUsableLba: last,
-      diskGuid: formatGuid(sector, HEADER.diskGuid),
+      diskGuid: h.diskGuid,
       partitionEntryLba: entryLba,
       entryCount: count,
       entrySize: size,
-      entryArrayCrc: v.getUint32(HEADER.partitionEntryArrayCrc32, true),
+      entryArrayCrc: h.partitionEntryArrayCrc32,
     },
   };
 }
@@ -267,22 +274,20 @@ async function readHeaderAt(disk: ByteSource, lba: number, sectorSize: SectorSiz
 
 function parsePartitions(found: Found, sectorSize: SectorSize, warnings: string[]): GptPartition[] {
   const { header, entries } = found;
-  const v = viewOf(entries);
   const partitions: GptPartition[] = [];
   for (let i = 0; i < header.entryCount; i++) {
-    const at = i * header.entrySize;
-    const typeGuid = formatGuid(entries, at + ENTRY.typeGuid);
+    const entry = GPT_ENTRY.get(entries, i * header.entrySize);
+    const typeGuid = entry.partitionTypeGuid;
     if (typeGuid === NULL_GUID) continue;
     const index = i + 1;
-    const first = u64(v, at + ENTRY.startingLba);
-    const last = u64(v, at + ENTRY.endingLba);
+    const first = safe(entry.startingLba);
+    const last = safe(entry.endingLba);
     if (first === null || last === null || first > last || last > header.lastUsableLba || first < header.firstUsableLba) {
       // The entry array's CRC held, so this is how the table was written, not damage in transit: a partition
       // outside the usable area cannot be read safely, and sizes from it would be meaningless.
       throw new VerityError(
         'E_BAD_IMAGE',
-        `GPT partition ${index} spans LBAs ${v.getBigUint64(at + ENTRY.startingLba, true)}..` +
-          `${v.getBigUint64(at + ENTRY.endingLba, true)}, outside the usable LBAs ` +
+        `GPT partition ${index} spans LBAs ${entry.startingLba}..${entry.endingLba}, outside the usable LBAs ` +
           `${header.firstUsableLba}..${header.lastUsableLba}.`,
       );
     }
@@ -290,13 +295,13 @@ function parsePartitions(found: Found, sectorSize: SectorSize, warnings: string[
     partitions.push({
       index,
       typeGuid,
-      partitionGuid: formatGuid(entries, at + ENTRY.partitionGuid),
+      partitionGuid: entry.uniquePartitionGuid,
       firstLba: first,
       lastLba: last,
       offset: first * sectorSize,
       size: (last - first + 1) * sectorSize,
-      attributes: v.getBigUint64(at + ENTRY.attributes, true),
-      name: utf16le(entries.subarray(at + ENTRY.name, at + ENTRY.name + NAME_BYTES)),
+      attributes: entry.attributes,
+      name: entry.partitionName,
       dpsType: dps ? dps.name : null,
     });
   }
@@ -310,13 +315,9 @@ function parsePartitions(found: Found, sectorSize: SectorSize, warnings: string[
 
 /** Reads LBA 0 and classifies its MBR; null when it is not protective (no 0xEE record, or no 55 AA). */
 async function readMbr(disk: ByteSource): Promise<'protective' | 'hybrid' | null> {
-  const mbr = new Uint8Array(512);
-  await readExactly(disk, mbr, 0, 'MBR');
-  if (mbr[MBR.signature] !== 0x55 || mbr[MBR.signature + 1] !== 0xaa) return null;
-  const types = [0, 1, 2, 3].map((i) => mbr[MBR.records + i * MBR.recordSize + MBR.recordType]!);
-  // The 0xEE record may sit in any slot: the kernel's is_pmbr_valid() accepts each of the four.
-  if (!types.includes(GPT_PROTECTIVE_TYPE)) return null;
-  return types.every((t) => t === 0 || t === GPT_PROTECTIVE_TYPE) ? 'protective' : 'hybrid';
+  const sector = new Uint8Array(MBR.len);
+  await readExactly(disk, sector, 0, 'MBR');
+  return classifyMbr(sector);
 }
 
 /**

@@ -5,7 +5,8 @@
  * same disk converted to VHD, verify with the core API.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
@@ -18,6 +19,9 @@ import { streamSource } from '../../src/io/sequential.js';
 import { DPS_TYPES, dpsType, dpsTypeByGuid, dpsTypeByName } from '../../src/image/dps.js';
 import {
   GPT_ATTRIBUTE,
+  GPT_ENTRY,
+  GPT_HEADER,
+  serializeGptHeader,
   partitionSource,
   readGpt,
   selectPartition,
@@ -25,11 +29,13 @@ import {
   type GptTable,
 } from '../../src/image/gpt.js';
 import { encodeGuid, formatGuid } from '../../src/binary/guid.js';
+import { MBR } from '../../src/image/mbr.js';
 import { openVhd } from '../../src/image/vhd.js';
 import { sliceSource } from '../../src/io/slice.js';
 import { bytesSource, readExactly, type ByteSource } from '../../src/io/source.js';
 import { verifyTree } from '../../src/tree/verify.js';
 import { findVerityPairs } from '../../src/discovery/dps-pairs.js';
+import { buildGpt, EF, HF, LINUX_GENERIC, ROOT_X86_64, ROOT_X86_64_VERITY, setHeader, USR_ARM64, type DiskSpec } from '../support/gpt-writer.js';
 import { Rng } from '../support/rng.js';
 import { tempDirPerTest } from '../support/tree-damage.js';
 import { hasVeritysetup, NEEDS_VERITYSETUP, veritysetup } from '../support/veritysetup-bin.js';
@@ -68,108 +74,6 @@ async function failure(p: Promise<unknown> | (() => unknown)): Promise<{ code: s
     return { code: (e as { code: string }).code, message: (e as Error).message };
   }
   throw new Error('expected a failure');
-}
-
-const ROOT_X86_64 = '4f68bce3-e8cd-4db1-96e7-fbcaf984b709';
-const ROOT_X86_64_VERITY = '2c7357ed-ebd2-46d9-aec1-23d437ec2bf5';
-const USR_ARM64 = 'b0e01050-ee5f-4390-949a-9101b17104e9';
-const USR_ARM64_VERITY = '6e11a4e7-fbca-4ded-b9e9-e1a512bb664e';
-const LINUX_GENERIC = '0fc63daf-8483-4772-8e79-3d69d8477de4';
-
-// ---------------------------------------------------------------------------------------------------------------------
-// A GPT writer for synthetic disks, from the UEFI layout (UEFI spec 2.10 §5.3), independent of src/image/gpt.ts: its
-// CRCs come from zlib and its GUIDs are byte-swapped here.
-
-function guidBytes(text: string): Uint8Array {
-  const b = fromHex(text.replaceAll('-', ''), 'GUID');
-  b.subarray(0, 4).reverse();
-  b.subarray(4, 6).reverse();
-  b.subarray(6, 8).reverse();
-  return b;
-}
-
-interface PartSpec {
-  type: string;
-  guid: string;
-  first: number;
-  last: number;
-  name?: string;
-  attributes?: bigint;
-  slot?: number;
-}
-
-interface DiskSpec {
-  sectorSize: 512 | 4096;
-  sectors: number;
-  partitions: PartSpec[];
-  entryCount?: number;
-  entrySize?: number;
-  diskGuid?: string;
-}
-
-/** Header fields at these byte offsets: patch, then `resealHeader`. */
-const H = { myLba: 24, alternate: 32, firstUsable: 40, lastUsable: 48, entryLba: 72, count: 80, size: 84, entriesCrc: 88 };
-
-function dv(bytes: Uint8Array, offset = 0, length = bytes.length - offset): DataView {
-  return new DataView(bytes.buffer, bytes.byteOffset + offset, length);
-}
-
-function resealHeader(disk: Uint8Array, lba: number, sectorSize: number): void {
-  const h = dv(disk, lba * sectorSize, 92);
-  h.setUint32(16, 0, true);
-  h.setUint32(16, zlibCrc32(disk.subarray(lba * sectorSize, lba * sectorSize + 92)), true);
-}
-
-function resealEntries(disk: Uint8Array, lba: number, sectorSize: number): void {
-  const h = dv(disk, lba * sectorSize, 92);
-  const at = Number(h.getBigUint64(H.entryLba, true)) * sectorSize;
-  const length = h.getUint32(H.count, true) * h.getUint32(H.size, true);
-  h.setUint32(H.entriesCrc, zlibCrc32(disk.subarray(at, at + length)), true);
-  resealHeader(disk, lba, sectorSize);
-}
-
-function buildGpt(spec: DiskSpec): Uint8Array {
-  const { sectorSize: ss, sectors } = spec;
-  const count = spec.entryCount ?? 128;
-  const size = spec.entrySize ?? 128;
-  const disk = new Uint8Array(ss * sectors);
-  const last = sectors - 1;
-  const arraySectors = Math.ceil((count * size) / ss);
-  // Protective MBR: one record of type 0xEE from LBA 1 over the rest of the disk.
-  disk.set([0x00, 0x00, 0x02, 0x00, 0xee, 0xff, 0xff, 0xff], 446);
-  dv(disk).setUint32(446 + 8, 1, true);
-  dv(disk).setUint32(446 + 12, Math.min(last, 0xffffffff), true);
-  disk.set([0x55, 0xaa], 510);
-  const entries = new Uint8Array(count * size);
-  spec.partitions.forEach((p, i) => {
-    const at = (p.slot ?? i) * size;
-    entries.set(guidBytes(p.type), at);
-    entries.set(guidBytes(p.guid), at + 16);
-    dv(entries).setBigUint64(at + 32, BigInt(p.first), true);
-    dv(entries).setBigUint64(at + 40, BigInt(p.last), true);
-    dv(entries).setBigUint64(at + 48, p.attributes ?? 0n, true);
-    [...(p.name ?? '')].forEach((c, k) => dv(entries).setUint16(at + 56 + 2 * k, c.charCodeAt(0), true));
-  });
-  const header = (my: number, alternate: number, entryLba: number) => {
-    const at = my * ss;
-    disk.set(new TextEncoder().encode('EFI PART'), at);
-    const h = dv(disk, at, 92);
-    h.setUint32(8, 0x00010000, true);
-    h.setUint32(12, 92, true);
-    h.setBigUint64(H.myLba, BigInt(my), true);
-    h.setBigUint64(H.alternate, BigInt(alternate), true);
-    h.setBigUint64(H.firstUsable, BigInt(2 + arraySectors), true);
-    h.setBigUint64(H.lastUsable, BigInt(last - 1 - arraySectors), true);
-    disk.set(guidBytes(spec.diskGuid ?? '00112233-4455-6677-8899-aabbccddeeff'), at + 56);
-    h.setBigUint64(H.entryLba, BigInt(entryLba), true);
-    h.setUint32(H.count, count, true);
-    h.setUint32(H.size, size, true);
-    disk.set(entries, entryLba * ss);
-    resealEntries(disk, my, ss);
-  };
-  header(1, last, 2);
-  header(last, 1, last - arraySectors);
-  return disk;
 }
 
 function sgdiskDisk(path: string, sizeMiB: number, args: string[]): Uint8Array {
@@ -226,6 +130,44 @@ async function readBytes(source: ByteSource, position: number, length: number): 
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
+
+describe('declared layouts (MBR, GPT header, GPT entry) read and write the same bytes', () => {
+  const roundTrips = (disk: Uint8Array, ss: number) => {
+    expect(MBR.serialize(MBR.get(disk, 0))).toEqual(disk.subarray(0, 512));
+    const header = disk.subarray(ss, ss + GPT_HEADER.len);
+    const h = GPT_HEADER.get(header, 0);
+    expect(GPT_HEADER.serialize(h)).toEqual(header);
+    // The serialiser computes the CRC itself, and gets the one the writer stored.
+    expect(serializeGptHeader({ ...h, headerCrc32: 0 })).toEqual(header);
+    const entries = disk.subarray(Number(h.partitionEntryLba) * ss);
+    for (let i = 0; i < h.numberOfPartitionEntries; i++) {
+      const at = i * h.sizeOfPartitionEntry;
+      expect(GPT_ENTRY.serialize(GPT_ENTRY.get(entries, at))).toEqual(entries.subarray(at, at + GPT_ENTRY.len));
+    }
+  };
+
+  it('on a synthetic disk with names, attributes and an empty slot', () => {
+    const disk = buildGpt({
+      sectorSize: 512,
+      sectors: 4096,
+      partitions: [
+        { type: ROOT_X86_64, guid: '11111111-2222-3333-4444-555555555555', first: 40, last: 1000, name: 'root-a', attributes: GPT_ATTRIBUTE.noAuto },
+        { type: LINUX_GENERIC, guid: '66666666-7777-8888-9999-aaaaaaaaaaaa', first: 1001, last: 2000, name: 'dätä', slot: 3 },
+      ],
+    });
+    roundTrips(disk, 512);
+  });
+
+  it.skipIf(!SGDISK)(`on a disk written by sgdisk${skipReason({ sgdisk: SGDISK })}`, () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gpt-rt-'));
+    try {
+      const disk = sgdiskDisk(join(dir, 'd.img'), 8, ['-n', '1:2048:+2M', '-c', '1:Linux root', '-t', `1:${ROOT_X86_64}`, '-n', '2:0:+1M', '-A', '2:set:63']);
+      roundTrips(disk, 512);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('building blocks', () => {
   it('crc32 is IEEE CRC-32 (zlib), also in pieces', () => {
@@ -431,18 +373,18 @@ describe('synthetic disks', () => {
     const arraySectors = arrayBytes / ss;
     const head = small.slice(0, (2 + arraySectors) * ss);
     const tail = small.slice((smallLast - arraySectors) * ss);
-    const fix = (buf: Uint8Array, lbaInBuf: number, my: number, alternate: number, entryLba: number) => {
-      const h = dv(buf, lbaInBuf * ss, 92);
-      h.setBigUint64(H.myLba, BigInt(my), true);
-      h.setBigUint64(H.alternate, BigInt(alternate), true);
-      h.setBigUint64(H.lastUsable, BigInt(last - 1 - arraySectors), true);
-      h.setBigUint64(H.entryLba, BigInt(entryLba), true);
-      h.setUint32(16, 0, true);
-      h.setUint32(16, zlibCrc32(buf.subarray(lbaInBuf * ss, lbaInBuf * ss + 92)), true);
-    };
+    const fix = (buf: Uint8Array, lbaInBuf: number, my: number, alternate: number, entryLba: number) =>
+      setHeader(buf, lbaInBuf, ss, {
+        myLba: BigInt(my),
+        alternateLba: BigInt(alternate),
+        lastUsableLba: BigInt(last - 1 - arraySectors),
+        partitionEntryLba: BigInt(entryLba),
+      });
     fix(head, 1, 1, last, 2);
     fix(tail, arraySectors, last, 1, last - arraySectors);
-    dv(head).setUint32(446 + 12, 0xffffffff, true);
+    const mbr = MBR.get(head, 0);
+    mbr.partitionRecords[0]!.sizeInLba = 0xffffffff;
+    MBR.put(head, 0, mbr);
     return { head, tail };
   }
 
@@ -470,7 +412,7 @@ describe('synthetic disks', () => {
 
     it('a damaged primary header falls back to the backup at the last LBA', async () => {
       const disk = fresh();
-      flip(disk, ss + 60, 1);
+      flip(disk, ss + HF.diskGuid.offset + 4, 1);
       const t = await readGpt(bytesSource(disk));
       expect(t).toMatchObject({ header: 'backup', headerLba: last, alternateLba: 1, partitionEntryLba: last - 32 });
       expect(names(t)).toEqual(['root-x86-64', 'verity']);
@@ -479,7 +421,7 @@ describe('synthetic disks', () => {
 
     it('a damaged primary entry array falls back to the backup', async () => {
       const disk = fresh();
-      flip(disk, 2 * ss + 56, 0x20); // first partition's name
+      flip(disk, 2 * ss + EF.partitionName.offset, 0x20); // first partition's name
       const t = await readGpt(bytesSource(disk));
       expect(t.header).toBe('backup');
       expect(names(t)).toEqual(['root-x86-64', 'verity']);
@@ -488,8 +430,7 @@ describe('synthetic disks', () => {
 
     it('a header whose MyLBA is not where it was read is not used', async () => {
       const disk = fresh();
-      dv(disk, ss).setBigUint64(H.myLba, 2n, true);
-      resealHeader(disk, 1, ss);
+      setHeader(disk, 1, ss, { myLba: 2n });
       const t = await readGpt(bytesSource(disk));
       expect(t.header).toBe('backup');
       expect(t.warnings[0]).toMatch(/MyLBA is 2, but the header was read from LBA 1/);
@@ -497,7 +438,7 @@ describe('synthetic disks', () => {
 
     it('a damaged backup is a warning when the primary is good', async () => {
       const disk = fresh();
-      flip(disk, last * ss + 30, 1);
+      flip(disk, last * ss + HF.myLba.offset + 6, 1);
       const t = await readGpt(bytesSource(disk));
       expect(t.header).toBe('primary');
       expect(t.warnings).toEqual([expect.stringMatching(/backup GPT is not usable \(backup header at LBA 16383: header CRC mismatch/)]);
@@ -505,7 +446,7 @@ describe('synthetic disks', () => {
 
     it('both headers damaged is E_BAD_IMAGE naming both failures', async () => {
       const disk = fresh();
-      flip(disk, ss + 60, 1);
+      flip(disk, ss + HF.diskGuid.offset + 4, 1);
       flip(disk, (last - 32) * ss, 1);
       const e = await failure(readGpt(bytesSource(disk), 512));
       expect(e.code).toBe('E_BAD_IMAGE');
@@ -515,8 +456,7 @@ describe('synthetic disks', () => {
     it('an absurd entry count or entry size is refused before anything is read or allocated for it', async () => {
       const disk = fresh();
       for (const lba of [1, last]) {
-        dv(disk, lba * ss).setUint32(H.count, 0x7fffffff, true);
-        resealHeader(disk, lba, ss);
+        setHeader(disk, lba, ss, { numberOfPartitionEntries: 0x7fffffff });
       }
       const e = await failure(readGpt(bytesSource(disk), 512));
       expect(e.code).toBe('E_BAD_IMAGE');
@@ -524,8 +464,7 @@ describe('synthetic disks', () => {
 
       const sized = fresh();
       for (const lba of [1, last]) {
-        dv(sized, lba * ss).setUint32(H.size, 100, true);
-        resealHeader(sized, lba, ss);
+        setHeader(sized, lba, ss, { sizeOfPartitionEntry: 100 });
       }
       expect((await failure(readGpt(bytesSource(sized), 512))).message).toMatch(/partition entry size 100 is not 128 × 2\^n/);
     });
@@ -546,10 +485,10 @@ describe('synthetic disks', () => {
       grown.set(fresh());
       expect(await readGpt(bytesSource(grown))).toMatchObject({ header: 'primary', warnings: [] });
       // A primary with a good header and a bad entry array still tells where its backup is.
-      flip(grown, 2 * ss + 56, 0x20);
+      flip(grown, 2 * ss + EF.partitionName.offset, 0x20);
       expect(await readGpt(bytesSource(grown))).toMatchObject({ header: 'backup', headerLba: last });
       // A primary whose header is damaged does not: its AlternateLBA cannot be trusted, and the last LBA is empty.
-      flip(grown, ss + 60, 1);
+      flip(grown, ss + HF.diskGuid.offset + 4, 1);
       expect(await failure(readGpt(bytesSource(grown), 512))).toMatchObject({ code: 'E_BAD_IMAGE', message: expect.stringMatching(/backup header at LBA 22527: no "EFI PART" signature/) });
     });
 
@@ -637,49 +576,6 @@ describe('selectPartition', () => {
     const t = await table();
     const disk = sliceSource(bytesSource(new Uint8Array(16384 * 512)), 0, 4096 * 512);
     expect(await failure(() => partitionSource(disk, t.partitions[1]!))).toMatchObject({ code: 'E_TRUNCATED', message: expect.stringMatching(/ends at byte 3145728, past the end of the 2097152-byte disk/) });
-  });
-});
-
-describe('findVerityPairs', () => {
-  const rootHash = '0123456789abcdeffedcba9876543210a1b2c3d4e5f60718293a4b5c6d7e8f90';
-  const build = (partitions: PartSpec[]) => readGpt(bytesSource(buildGpt({ sectorSize: 512, sectors: 16384, partitions })));
-  const p = (type: string, guid: string, first: number, name = '', attributes = 0n): PartSpec => ({ type, guid, first, last: first + 99, name, attributes });
-
-  it('pairs by DPS type, and with a root hash by the partition UUIDs it gives (UAPI DPS spec)', async () => {
-    const t = await build([
-      p(ROOT_X86_64, '01234567-89ab-cdef-fedc-ba9876543210', 2048, 'A'),
-      p(ROOT_X86_64_VERITY, 'a1b2c3d4-e5f6-0718-293a-4b5c6d7e8f90', 3000, 'A-verity'),
-      p(ROOT_X86_64, '99999999-89ab-cdef-fedc-ba9876543210', 4000, 'B'),
-      p(ROOT_X86_64_VERITY, '99999999-e5f6-0718-293a-4b5c6d7e8f90', 5000, 'B-verity'),
-      p(USR_ARM64, 'b0000000-0000-4000-8000-000000000001', 6000),
-      p(USR_ARM64_VERITY, 'b0000000-0000-4000-8000-000000000002', 7000),
-      p('6db69de6-29f4-4758-a7a5-962190f00ce3', 'b0000000-0000-4000-8000-000000000003', 7500), // root-arm64-verity-sig: no pair
-      p(ROOT_X86_64, 'c0000000-0000-4000-8000-000000000001', 8000, 'no-auto', GPT_ATTRIBUTE.noAuto),
-    ]);
-    const byType = findVerityPairs(t);
-    expect(byType.map((x) => [x.role, x.architecture, x.data.name, x.hash.name, x.matchedBy])).toEqual([
-      ['root', 'x86-64', 'A', 'A-verity', 'type'],
-      ['root', 'x86-64', 'A', 'B-verity', 'type'],
-      ['root', 'x86-64', 'B', 'A-verity', 'type'],
-      ['root', 'x86-64', 'B', 'B-verity', 'type'],
-      ['usr', 'arm64', '', '', 'type'],
-    ]);
-    for (const hash of [rootHash, fromHex(rootHash, 'root hash')]) {
-      const exact = findVerityPairs(t, hash);
-      expect(exact).toHaveLength(1);
-      expect(exact[0]).toMatchObject({ role: 'root', architecture: 'x86-64', data: { index: 1 }, hash: { index: 2 }, signature: null, matchedBy: 'root-hash' });
-    }
-    expect(findVerityPairs(t, 'ff'.repeat(32))).toEqual([]);
-    expect(() => findVerityPairs(t, 'abcd')).toThrow(expect.objectContaining({ code: 'E_PARAM' }));
-  });
-
-  it('reports the signature partition of the pair when there is exactly one', async () => {
-    const t = await build([
-      p(ROOT_X86_64, '01234567-89ab-cdef-fedc-ba9876543210', 2048),
-      p(ROOT_X86_64_VERITY, 'a1b2c3d4-e5f6-0718-293a-4b5c6d7e8f90', 3000),
-      p('41092b05-9fc8-4523-994f-2def0408b176', 'd0000000-0000-4000-8000-000000000001', 4000, 'sig'),
-    ]);
-    expect(findVerityPairs(t)[0]!.signature?.name).toBe('sig');
   });
 });
 
