@@ -89,6 +89,13 @@ export const u64leBig: Field<bigint> = {
   put: (b, o, v) => view(b).setBigUint64(o, v, true),
 };
 
+/** A 64-bit big-endian value kept whole. */
+export const u64beBig: Field<bigint> = {
+  len: 8,
+  get: (b, o) => view(b).getBigUint64(o, false),
+  put: (b, o, v) => view(b).setBigUint64(o, v, false),
+};
+
 /** `n` raw bytes; `get` returns a copy, so the result outlives the buffer it came from. */
 export function bytes(n: number): Field<Uint8Array> {
   return {
@@ -124,30 +131,38 @@ export function latin1(n: number): Field<string> {
   };
 }
 
-/**
- * A NUL-padded UTF-16LE name of `n` bytes (GPT partition names, VHDX metadata). `get` stops at the first NUL code
- * unit; an unpaired surrogate decodes to U+FFFD. `put` refuses a name that does not fit.
- */
-export function utf16le(n: number): Field<string> {
+function utf16(n: number, littleEndian: boolean): Field<string> {
   return {
     len: n,
+    // Decoded by hand, code unit by code unit: TextDecoder's utf-16be needs full ICU, which a browser or a small-ICU
+    // Node build may lack, and an unpaired surrogate is kept as it is rather than replaced.
     get: (b, o) => {
       const v = view(b);
-      const units: number[] = [];
+      let out = '';
       for (let i = 0; i + 1 < n; i += 2) {
-        const unit = v.getUint16(o + i, true);
+        const unit = v.getUint16(o + i, littleEndian);
         if (unit === 0) break;
-        units.push(unit);
+        out += String.fromCharCode(unit);
       }
-      return new TextDecoder('utf-16le').decode(new Uint16Array(units));
+      return out;
     },
     put: (b, o, v) => {
       if (v.length * 2 > n) throw new VerityError('E_PARAM', `Name "${v}" does not fit ${n} bytes of UTF-16.`);
       b.fill(0, o, o + n);
       const dv = view(b);
-      for (let i = 0; i < v.length; i++) dv.setUint16(o + 2 * i, v.charCodeAt(i), true);
+      for (let i = 0; i < v.length; i++) dv.setUint16(o + 2 * i, v.charCodeAt(i), littleEndian);
     },
   };
+}
+
+/** A NUL-padded UTF-16LE name of `n` bytes (GPT partition names); `get` stops at the first NUL code unit. */
+export function utf16le(n: number): Field<string> {
+  return utf16(n, true);
+}
+
+/** A NUL-padded UTF-16BE name of `n` bytes (the VHD parent name); `get` stops at the first NUL code unit. */
+export function utf16be(n: number): Field<string> {
+  return utf16(n, false);
 }
 
 /** A 16-byte GUID in the mixed-endian layout of UEFI and Microsoft formats, as lower-case text. */

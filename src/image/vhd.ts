@@ -11,7 +11,8 @@
  * arithmetic on them).
  */
 import { VerityError } from '../errors.js';
-import { formatUuid, isPowerOfTwo, viewOf } from '../binary/bytes.js';
+import { isPowerOfTwo, viewOf } from '../binary/bytes.js';
+import { array, at, latin1, struct, u16be, u32be, u64beBig, u8, utf16be, uuid, type StructValue } from '../binary/struct.js';
 import { sliceSource } from '../io/slice.js';
 import { readExactly, type ByteSource } from '../io/source.js';
 
@@ -23,41 +24,64 @@ const SECTOR = 512;
 const MAX_BAT_ENTRIES = 1 << 24;
 const UNALLOCATED = 0xffffffff;
 
-/** Footer fields [VHD spec "Hard Disk Footer Format"]. */
-const FOOTER = {
-  cookie: 0, // 8 bytes "conectix"
-  features: 8, // u32; bit 1 is reserved and always set
-  formatVersion: 12, // u32, 0x00010000
-  dataOffset: 16, // u64, offset of the dynamic header; all ones for fixed images
-  timestamp: 24, // u32, seconds since 2000-01-01 00:00:00 UTC
-  creatorApp: 28, // 4 bytes: "vpc ", "win ", "qem2", "d2v\0", …
-  creatorVersion: 32, // u32, major << 16 | minor
-  creatorHostOs: 36, // 4 bytes: "Wi2k", "Mac "
-  originalSize: 40, // u64
-  currentSize: 48, // u64
-  cylinders: 56, // u16
-  heads: 58, // u8
-  sectorsPerTrack: 59, // u8
-  diskType: 60, // u32: 2 fixed, 3 dynamic, 4 differencing
-  checksum: 64, // u32
-  uniqueId: 68, // 16 bytes
-  savedState: 84, // u8
-} as const;
+/**
+ * The hard disk footer [VHD spec "Hard Disk Footer Format"]: 512 bytes, big-endian, at the end of every image and
+ * copied at offset 0 of dynamic and differencing ones. Sizes are kept as bigint and checked where they are used.
+ */
+export const VHD_FOOTER = struct(
+  'VHD footer',
+  {
+    cookie: at(0, latin1(8)), // Cookie: "conectix"
+    features: at(8, u32be), // Features: bit 1 (reserved) is always set
+    formatVersion: at(12, u32be), // File Format Version: 0x00010000
+    dataOffset: at(16, u64beBig), // Data Offset: the dynamic header; all ones for fixed images
+    timestamp: at(24, u32be), // Time Stamp: seconds since 2000-01-01 00:00:00 UTC
+    creatorApp: at(28, latin1(4)), // Creator Application: "vpc ", "win ", "qem2", "d2v\0", …
+    creatorVersion: at(32, u32be), // Creator Version: major << 16 | minor
+    creatorHostOs: at(36, latin1(4)), // Creator Host OS: "Wi2k", "Mac "
+    originalSize: at(40, u64beBig), // Original Size
+    currentSize: at(48, u64beBig), // Current Size
+    cylinders: at(56, u16be), // Disk Geometry: cylinders
+    heads: at(58, u8), // Disk Geometry: heads
+    sectorsPerTrack: at(59, u8), // Disk Geometry: sectors per track
+    diskType: at(60, u32be), // Disk Type: 2 fixed, 3 dynamic, 4 differencing
+    checksum: at(64, u32be), // Checksum
+    uniqueId: at(68, uuid), // Unique Id
+    savedState: at(84, u8), // Saved State
+  },
+  { size: VHD_FOOTER_SIZE },
+);
+export type VhdFooterValue = StructValue<typeof VHD_FOOTER.fields>;
 
-/** Dynamic header fields [VHD spec "Dynamic Disk Header Format"]. */
-const DYNAMIC = {
-  cookie: 0, // 8 bytes "cxsparse"
-  dataOffset: 8, // u64, unused (all ones)
-  tableOffset: 16, // u64, file offset of the BAT
-  headerVersion: 24, // u32, 0x00010000
-  maxTableEntries: 28, // u32
-  blockSize: 32, // u32, bytes of data per block (default 2 MiB)
-  checksum: 36, // u32
-  parentUniqueId: 40, // 16 bytes
-  parentTimestamp: 56, // u32
-  parentUnicodeName: 64, // 512 bytes, UTF-16BE, NUL-padded
-} as const;
-const PARENT_NAME_BYTES = 512;
+/** A parent locator entry [VHD spec "Dynamic Disk Header Format", Parent Locator Entries]. */
+export const VHD_PARENT_LOCATOR = struct('VHD parent locator', {
+  platformCode: at(0, latin1(4)), // Platform Code: "W2ru", "W2ku", …
+  platformDataSpace: at(4, u32be), // Platform Data Space (sectors)
+  platformDataLength: at(8, u32be), // Platform Data Length (bytes)
+  reserved: at(12, u32be), // Reserved
+  platformDataOffset: at(16, u64beBig), // Platform Data Offset
+});
+
+/** The dynamic disk header [VHD spec "Dynamic Disk Header Format"]: 1024 bytes, big-endian. */
+export const VHD_DYNAMIC_HEADER = struct(
+  'VHD dynamic header',
+  {
+    cookie: at(0, latin1(8)), // Cookie: "cxsparse"
+    dataOffset: at(8, u64beBig), // Data Offset: unused, all ones
+    tableOffset: at(16, u64beBig), // Table Offset: file offset of the BAT
+    headerVersion: at(24, u32be), // Header Version: 0x00010000
+    maxTableEntries: at(28, u32be), // Max Table Entries
+    blockSize: at(32, u32be), // Block Size: data bytes per block (2 MiB by default)
+    checksum: at(36, u32be), // Checksum
+    parentUniqueId: at(40, uuid), // Parent Unique ID
+    parentTimestamp: at(56, u32be), // Parent Time Stamp
+    reserved: at(60, u32be), // Reserved
+    parentUnicodeName: at(64, utf16be(512)), // Parent Unicode Name: UTF-16BE, NUL-padded
+    parentLocators: at(576, array(VHD_PARENT_LOCATOR, 8)), // Parent Locator Entries
+  },
+  { size: VHD_DYNAMIC_HEADER_SIZE },
+);
+export type VhdDynamicHeaderValue = StructValue<typeof VHD_DYNAMIC_HEADER.fields>;
 
 const FOOTER_COOKIE = 'conectix';
 const DYNAMIC_COOKIE = 'cxsparse';
@@ -133,10 +157,6 @@ interface DynamicHeader {
 /** A structure that parsed, or why it did not; damage is a value here because a damaged footer has a fallback. */
 type Parsed<T> = { ok: true; value: T } | { ok: false; problem: string };
 
-function ascii(bytes: Uint8Array, offset: number, length: number): string {
-  return String.fromCharCode(...bytes.subarray(offset, offset + length));
-}
-
 /**
  * The VHD checksum: the one's complement of the byte sum of the structure, taken with its checksum field as zero
  * [VHD spec "Checksum"]. Skipping the field's four bytes is the same as zeroing them.
@@ -150,13 +170,20 @@ function vhdChecksum(bytes: Uint8Array, checksumOffset: number): number {
 }
 
 /** A u64 that must fit a JavaScript number exactly, or null. */
-function safeU64(view: DataView, offset: number): number | null {
-  const value = view.getBigUint64(offset);
+function safeU64(value: bigint): number | null {
   return value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : null;
 }
 
-function checkChecksum(bytes: Uint8Array, offset: number, what: string): string | null {
-  const stored = viewOf(bytes).getUint32(offset);
+/**
+ * `bytes` (one whole structure) with its checksum field at `offset` set to the value the specification requires.
+ * Writers use it; the reader only checks.
+ */
+export function sealVhdChecksum(bytes: Uint8Array, offset: number): Uint8Array {
+  u32be.put(bytes, offset, vhdChecksum(bytes, offset));
+  return bytes;
+}
+
+function checkChecksum(bytes: Uint8Array, offset: number, stored: number, what: string): string | null {
   const computed = vhdChecksum(bytes, offset);
   return stored === computed ? null : `${what} checksum mismatch: stored 0x${hex32(stored)}, computed 0x${hex32(computed)}`;
 }
@@ -170,31 +197,31 @@ function hex32(n: number): string {
  * the other copy; whether a well-formed footer describes something we read is decided once one has been chosen.
  */
 function parseFooter(bytes: Uint8Array): Parsed<Footer> {
-  const v = viewOf(bytes);
-  if (ascii(bytes, FOOTER.cookie, 8) !== FOOTER_COOKIE) {
+  const f = VHD_FOOTER.get(bytes, 0);
+  if (f.cookie !== FOOTER_COOKIE) {
     return { ok: false, problem: `no "${FOOTER_COOKIE}" cookie` };
   }
-  const bad = checkChecksum(bytes, FOOTER.checksum, 'footer');
+  const bad = checkChecksum(bytes.subarray(0, VHD_FOOTER.len), VHD_FOOTER.fields.checksum.offset, f.checksum, 'footer');
   if (bad) return { ok: false, problem: bad };
-  const currentSize = safeU64(v, FOOTER.currentSize);
-  if (currentSize === null) return { ok: false, problem: `current size ${v.getBigUint64(FOOTER.currentSize)} is too large` };
+  const currentSize = safeU64(f.currentSize);
+  if (currentSize === null) return { ok: false, problem: `current size ${f.currentSize} is too large` };
   return {
     ok: true,
     value: {
-      formatVersion: v.getUint32(FOOTER.formatVersion),
-      dataOffset: v.getBigUint64(FOOTER.dataOffset),
-      timestamp: v.getUint32(FOOTER.timestamp),
-      creatorApp: ascii(bytes, FOOTER.creatorApp, 4).replace(/[\0 ]+$/, ''),
-      creatorVersion: v.getUint32(FOOTER.creatorVersion),
-      creatorHostOs: ascii(bytes, FOOTER.creatorHostOs, 4).replace(/[\0 ]+$/, ''),
+      formatVersion: f.formatVersion,
+      dataOffset: f.dataOffset,
+      timestamp: f.timestamp,
+      creatorApp: f.creatorApp.replace(/[\0 ]+$/, ''),
+      creatorVersion: f.creatorVersion,
+      creatorHostOs: f.creatorHostOs.replace(/[\0 ]+$/, ''),
       // Informational only; an absurd value is reported as it is rather than refused.
-      originalSize: Number(v.getBigUint64(FOOTER.originalSize)),
+      originalSize: Number(f.originalSize),
       currentSize,
-      cylinders: v.getUint16(FOOTER.cylinders),
-      heads: v.getUint8(FOOTER.heads),
-      sectorsPerTrack: v.getUint8(FOOTER.sectorsPerTrack),
-      diskTypeCode: v.getUint32(FOOTER.diskType),
-      uniqueId: formatUuid(bytes.slice(FOOTER.uniqueId, FOOTER.uniqueId + 16)),
+      cylinders: f.cylinders,
+      heads: f.heads,
+      sectorsPerTrack: f.sectorsPerTrack,
+      diskTypeCode: f.diskType,
+      uniqueId: f.uniqueId,
     },
   };
 }
@@ -223,45 +250,33 @@ function hasCopy(footer: Footer): boolean {
   return footer.diskTypeCode === 3 || footer.diskTypeCode === 4;
 }
 
-/** UTF-16BE up to the first NUL. Decoded by hand: TextDecoder's utf-16be needs ICU, which a browser build may lack. */
-function utf16be(bytes: Uint8Array): string {
-  const v = viewOf(bytes);
-  let out = '';
-  for (let i = 0; i + 1 < bytes.length; i += 2) {
-    const unit = v.getUint16(i);
-    if (unit === 0) break;
-    out += String.fromCharCode(unit);
-  }
-  return out;
-}
-
 function parseDynamicHeader(bytes: Uint8Array, offset: number): DynamicHeader {
-  const v = viewOf(bytes);
+  const h = VHD_DYNAMIC_HEADER.get(bytes, 0);
   const where = `VHD dynamic header at offset ${offset}`;
-  if (ascii(bytes, DYNAMIC.cookie, 8) !== DYNAMIC_COOKIE) {
+  if (h.cookie !== DYNAMIC_COOKIE) {
     throw new VerityError('E_BAD_IMAGE', `${where}: no "${DYNAMIC_COOKIE}" cookie.`);
   }
-  const bad = checkChecksum(bytes, DYNAMIC.checksum, 'dynamic header');
+  const bad = checkChecksum(bytes.subarray(0, VHD_DYNAMIC_HEADER.len), VHD_DYNAMIC_HEADER.fields.checksum.offset, h.checksum, 'dynamic header');
   if (bad) throw new VerityError('E_BAD_IMAGE', `${where}: ${bad}.`);
-  const version = v.getUint32(DYNAMIC.headerVersion);
+  const version = h.headerVersion;
   if (version >>> 16 !== 1) {
     throw new VerityError('E_UNSUPPORTED', `${where}: unsupported header version ${version >>> 16}.${version & 0xffff}.`);
   }
-  const tableOffset = safeU64(v, DYNAMIC.tableOffset);
+  const tableOffset = safeU64(h.tableOffset);
   if (tableOffset === null) {
-    throw new VerityError('E_BAD_IMAGE', `${where}: BAT offset ${v.getBigUint64(DYNAMIC.tableOffset)} is out of range.`);
+    throw new VerityError('E_BAD_IMAGE', `${where}: BAT offset ${h.tableOffset} is out of range.`);
   }
-  const blockSize = v.getUint32(DYNAMIC.blockSize);
+  const blockSize = h.blockSize;
   // qemu (block/vpc.c vpc_open) has the same rule: the block must be whole sectors and a power of two.
   if (!isPowerOfTwo(blockSize) || blockSize < SECTOR) {
     throw new VerityError('E_BAD_IMAGE', `${where}: block size ${blockSize} is not a power of two of at least 512 bytes.`);
   }
   return {
     tableOffset,
-    maxTableEntries: v.getUint32(DYNAMIC.maxTableEntries),
+    maxTableEntries: h.maxTableEntries,
     blockSize,
-    parentUniqueId: formatUuid(bytes.slice(DYNAMIC.parentUniqueId, DYNAMIC.parentUniqueId + 16)),
-    parentName: utf16be(bytes.subarray(DYNAMIC.parentUnicodeName, DYNAMIC.parentUnicodeName + PARENT_NAME_BYTES)),
+    parentUniqueId: h.parentUniqueId,
+    parentName: h.parentUnicodeName,
   };
 }
 
