@@ -8,6 +8,7 @@ import { SUPERBLOCK_SIZE } from '../format/params.js';
 import { parseSuperblock, type Superblock } from '../format/superblock.js';
 import { readExactly, type ByteSource } from '../io/source.js';
 import { findVerityPairs } from './dps-pairs.js';
+import { FILESYSTEM_PROBE_BYTES, filesystemOf, type FilesystemType } from '../image/filesystems.js';
 import { describePartition, partitionSource, readGpt, type GptPartition, type GptTable } from '../image/gpt.js';
 
 export interface FoundSuperblock {
@@ -22,7 +23,7 @@ export interface FoundSuperblock {
 
 export interface FoundFilesystem {
   partition: number | null;
-  type: 'ext4' | 'squashfs' | 'erofs';
+  type: FilesystemType;
   /** Bytes the filesystem says it occupies. */
   size: number;
 }
@@ -37,27 +38,10 @@ const HASH_ALIGN = 4096;
 
 /** The size a filesystem at the start of `src` declares, from its superblock; null when none is recognised. */
 export async function filesystemSize(src: ByteSource): Promise<Omit<FoundFilesystem, 'partition'> | null> {
-  if (src.size < 2048) return null;
-  const head = new Uint8Array(2048);
+  if (src.size < FILESYSTEM_PROBE_BYTES) return null;
+  const head = new Uint8Array(FILESYSTEM_PROBE_BYTES);
   await readExactly(src, head, 0, 'Filesystem');
-  const view = new DataView(head.buffer);
-  // ext2/3/4 (linux fs/ext4/ext4.h struct ext4_super_block): superblock at 1024, magic 0xEF53 at +56.
-  if (view.getUint16(1024 + 56, true) === 0xef53) {
-    const log = view.getUint32(1024 + 24, true);
-    const is64 = (view.getUint32(1024 + 96, true) & 0x80) !== 0;
-    const blocks = view.getUint32(1024 + 4, true) + (is64 ? view.getUint32(1024 + 0x150, true) * 2 ** 32 : 0);
-    if (log <= 6) return { type: 'ext4', size: blocks * (1024 << log) };
-  }
-  // squashfs (fs/squashfs/squashfs_fs.h struct squashfs_super_block): "hsqs", bytes_used (u64) at +40.
-  if (view.getUint32(0, true) === 0x73717368) {
-    return { type: 'squashfs', size: Number(view.getBigUint64(40, true)) };
-  }
-  // EROFS (fs/erofs/erofs_fs.h): magic 0xE0F5E1E2 at 1024, blkszbits at +12, blocks (u32) at +36.
-  if (view.getUint32(1024, true) === 0xe0f5e1e2) {
-    const bits = head[1024 + 12]!;
-    if (bits >= 9 && bits <= 16) return { type: 'erofs', size: view.getUint32(1024 + 36, true) * 2 ** bits };
-  }
-  return null;
+  return filesystemOf(head);
 }
 
 async function superblockAt(src: ByteSource, offset: number): Promise<Superblock | null> {
