@@ -109,6 +109,20 @@ export function bytes(n: number): Field<Uint8Array> {
   };
 }
 
+/** `n` single-byte characters taken as they are, NULs included: a magic value such as "vhdxfile" or "loge". */
+export function chars(n: number): Field<string> {
+  return {
+    len: n,
+    get: (b, o) => String.fromCharCode(...b.subarray(o, o + n)),
+    put: (b, o, v) => {
+      if (v.length !== n || /[^\u0000-\u00ff]/.test(v)) {
+        throw new VerityError('E_PARAM', `"${v}" is not ${n} single-byte characters.`);
+      }
+      for (let i = 0; i < n; i++) b[o + i] = v.charCodeAt(i);
+    },
+  };
+}
+
 /**
  * A NUL-padded single-byte string of `n` bytes (ASCII or Latin-1): `get` stops at the first NUL; `put` refuses a
  * string longer than the field or with a character above U+00FF.

@@ -28,7 +28,6 @@ import {
   ZERO_DESCRIPTOR,
   ZERO_DESCRIPTOR_SIGNATURE,
   descriptorSectors,
-  parseStruct,
   safeOffset,
 } from './structures.js';
 
@@ -225,7 +224,7 @@ class LogScan {
   /** Validates the entry starting at `sector` [qemu-log `vhdx_log_hdr_is_valid`, `vhdx_validate_log_entry`]. */
   private read(sector: number): Probe {
     const at = sector * LOG_SECTOR_SIZE;
-    const h = parseStruct(LOG_ENTRY_HEADER, this.log, at);
+    const h = LOG_ENTRY_HEADER.get(this.log, at);
     const notAnEntry = { skip: 1, torn: false };
     // Entries of other LogGuids are stale: left from earlier opens, ignored [MS-VHDX §2.2.2 LogGuid].
     if (h.signature !== LOG_ENTRY_SIGNATURE || h.logGuid !== this.guid) return notAnEntry;
@@ -247,7 +246,7 @@ class LogScan {
     let dataSectors = 0;
     for (let i = 0; i < h.descriptorCount; i++) {
       const dAt = LOG_DESCRIPTORS_AT + i * LOG_DESCRIPTOR_SIZE;
-      const z = parseStruct(ZERO_DESCRIPTOR, bytes, dAt);
+      const z = ZERO_DESCRIPTOR.get(bytes, dAt);
       if (z.sequenceNumber !== h.sequenceNumber) throw fail(`descriptor ${i} has sequence number ${z.sequenceNumber}.`);
       const target = safeOffset(z.fileOffset, `log descriptor ${i} file offset`);
       if (target % LOG_SECTOR_SIZE !== 0) throw fail(`descriptor ${i} targets offset ${target}, not 4 KiB aligned.`);
@@ -258,10 +257,10 @@ class LogScan {
         }
         descriptors.push({ kind: 'zero', target, length });
       } else if (z.signature === DATA_DESCRIPTOR_SIGNATURE) {
-        const d = parseStruct(DATA_DESCRIPTOR, bytes, dAt);
+        const d = DATA_DESCRIPTOR.get(bytes, dAt);
         const sAt = (descSectors + dataSectors) * LOG_SECTOR_SIZE;
         if (sAt + LOG_SECTOR_SIZE > bytes.length) throw fail(`data descriptor ${i} has no data sector in the entry.`);
-        const s = parseStruct(LOG_DATA_SECTOR, bytes, sAt);
+        const s = LOG_DATA_SECTOR.get(bytes, sAt);
         const seq = (BigInt(s.sequenceHigh) << 32n) | BigInt(s.sequenceLow);
         if (s.signature !== LOG_DATA_SIGNATURE || seq !== d.sequenceNumber) {
           throw fail(`data sector ${dataSectors} does not match its descriptor.`);

@@ -8,6 +8,7 @@
  * needs the parent, and substituting zeros for it would be wrong.
  */
 import { VerityError } from '../../errors.js';
+import type { StructValue } from '../../binary/struct.js';
 import type { ByteSource, OriginRun, SequentialMap } from '../../io/source.js';
 import { crc32cWithZeroedField } from '../../binary/crc32c.js';
 import { NULL_GUID } from '../../binary/guid.js';
@@ -18,8 +19,6 @@ import {
   BAT_ENTRY_SIZE,
   BAT_REGION_GUID,
   CHECKSUM_AT,
-  CREATOR_AT,
-  CREATOR_SIZE,
   FILE_IDENTIFIER,
   FILE_PARAMETERS,
   FILE_PARAMETERS_GUID,
@@ -63,9 +62,7 @@ import {
   VIRTUAL_DISK_SIZE,
   VIRTUAL_DISK_SIZE_GUID,
   decodeUtf16,
-  parseStruct,
   safeOffset,
-  type Parsed,
 } from './structures.js';
 
 export { MAX_REPLAYED_LOG_LENGTH, type VhdxLogInfo } from './log.js';
@@ -122,12 +119,13 @@ export interface VhdxImage extends ByteSource {
 export async function openVhdx(file: ByteSource): Promise<VhdxImage> {
   if (!Number.isSafeInteger(file.size) || file.size < 0) throw bad(`file size ${file.size} is not a byte count.`);
   if (file.size < 8) throw bad(`the file has ${file.size} bytes: too small to be VHDX.`);
-  const ident = await readRange(file, 0, Math.min(file.size, CREATOR_AT + CREATOR_SIZE), 'file type identifier');
-  if (parseStruct(FILE_IDENTIFIER, ident).signature !== FILE_SIGNATURE) {
+  const ident = await readRange(file, 0, Math.min(file.size, FILE_IDENTIFIER.len), 'file type identifier');
+  const signature = FILE_IDENTIFIER.fields.signature;
+  if (signature.field.get(ident, signature.offset) !== FILE_SIGNATURE) {
     throw bad('no "vhdxfile" signature at offset 0: not a VHDX file.');
   }
   checkRange(file, 0, HEADER_SECTION_SIZE, 'header section');
-  const creator = decodeUtf16(ident.subarray(CREATOR_AT, CREATOR_AT + CREATOR_SIZE));
+  const { creator } = FILE_IDENTIFIER.get(ident, 0);
 
   const headers = await selectHeader(file);
   const h = headers.header;
@@ -191,12 +189,12 @@ export async function openVhdx(file: ByteSource): Promise<VhdxImage> {
 // ---------------------------------------------------------------------------------------------------------------------
 // Headers [MS-VHDX §2.2.2]
 
-type Header = Parsed<(typeof HEADER)['fields']>;
+type Header = StructValue<(typeof HEADER)['fields']>;
 
 async function selectHeader(file: ByteSource): Promise<{ header: Header; current: 1 | 2; valid: [boolean, boolean] }> {
   const raw = await Promise.all(HEADER_OFFSETS.map((at) => readRange(file, at, HEADER_SIZE, 'header')));
   const parsed = raw.map((bytes) => {
-    const h = parseStruct(HEADER, bytes);
+    const h = HEADER.get(bytes, 0);
     // Valid = signature and checksum; qemu also requires Version 1 (`vhdx_parse_header`).
     const sum = crc32cWithZeroedField(bytes, CHECKSUM_AT);
     return h.signature === HEADER_SIGNATURE && sum === h.checksum && h.version === 1 ? h : null;
@@ -244,7 +242,7 @@ async function readRegionTable(src: ByteSource, log: { offset: number; length: n
   let copy: 1 | 2 = 1;
   for (const [i, at] of REGION_TABLE_OFFSETS.entries()) {
     const bytes = await readRange(src, at, REGION_TABLE_SIZE, 'region table');
-    const head = parseStruct(REGION_TABLE_HEADER, bytes);
+    const head = REGION_TABLE_HEADER.get(bytes, 0);
     if (head.signature === REGION_TABLE_SIGNATURE && crc32cWithZeroedField(bytes, CHECKSUM_AT) === head.checksum) {
       table = bytes;
       copy = (i + 1) as 1 | 2;
@@ -253,7 +251,7 @@ async function readRegionTable(src: ByteSource, log: { offset: number; length: n
   }
   if (!table) throw bad('neither region table (at 192 KiB and 256 KiB) has a valid signature and checksum.');
 
-  const { entryCount } = parseStruct(REGION_TABLE_HEADER, table);
+  const { entryCount } = REGION_TABLE_HEADER.get(table, 0);
   if (entryCount > REGION_TABLE_MAX_ENTRIES) {
     throw bad(`region table has ${entryCount} entries; at most ${REGION_TABLE_MAX_ENTRIES} are allowed.`);
   }
@@ -264,7 +262,7 @@ async function readRegionTable(src: ByteSource, log: { offset: number; length: n
   let metadata: VhdxRegionInfo | null = null;
 
   for (let i = 0; i < entryCount; i++) {
-    const e = parseStruct(REGION_ENTRY, table, REGION_TABLE_HEADER.size + i * REGION_ENTRY.size);
+    const e = REGION_ENTRY.get(table, REGION_TABLE_HEADER.len + i * REGION_ENTRY.len);
     const known = KNOWN_REGIONS[e.guid];
     const what = known ?? `region ${e.guid}`;
     if (seen.has(e.guid)) throw bad(`region table lists the ${what} twice.`);
@@ -311,7 +309,7 @@ interface Metadata {
   diskId: string;
 }
 
-type MetadataEntry = Parsed<(typeof METADATA_ENTRY)['fields']>;
+type MetadataEntry = StructValue<(typeof METADATA_ENTRY)['fields']>;
 
 const KNOWN_ITEMS: Record<string, string> = {
   [FILE_PARAMETERS_GUID]: 'File Parameters',
@@ -324,7 +322,7 @@ const KNOWN_ITEMS: Record<string, string> = {
 
 async function readMetadata(src: ByteSource, region: VhdxRegionInfo): Promise<Metadata> {
   const table = await readRange(src, region.offset, METADATA_TABLE_SIZE, 'metadata table');
-  const head = parseStruct(METADATA_TABLE_HEADER, table);
+  const head = METADATA_TABLE_HEADER.get(table, 0);
   if (head.signature !== METADATA_SIGNATURE) {
     throw bad(`no "metadata" signature at the metadata region (offset ${region.offset}).`);
   }
@@ -336,7 +334,7 @@ async function readMetadata(src: ByteSource, region: VhdxRegionInfo): Promise<Me
   const spans: Array<{ start: number; end: number; name: string }> = [];
   const seen = new Set<string>();
   for (let i = 0; i < head.entryCount; i++) {
-    const e = parseStruct(METADATA_ENTRY, table, METADATA_TABLE_HEADER.size + i * METADATA_ENTRY.size);
+    const e = METADATA_ENTRY.get(table, METADATA_TABLE_HEADER.len + i * METADATA_ENTRY.len);
     const isUser = (e.flags & METADATA_IS_USER) !== 0;
     // System items are known by ItemId with IsUser clear; (ItemId, IsUser) is unique [MS-VHDX §2.6.1.2].
     const known = isUser ? undefined : KNOWN_ITEMS[e.itemId];
@@ -368,11 +366,11 @@ async function readMetadata(src: ByteSource, region: VhdxRegionInfo): Promise<Me
     return readRange(src, region.offset + e.offset, size, `${KNOWN_ITEMS[guid]} metadata item`);
   };
 
-  const params = parseStruct(FILE_PARAMETERS, await item(FILE_PARAMETERS_GUID, FILE_PARAMETERS.size));
-  const { size: rawSize } = parseStruct(VIRTUAL_DISK_SIZE, await item(VIRTUAL_DISK_SIZE_GUID, VIRTUAL_DISK_SIZE.size));
-  const { diskId } = parseStruct(PAGE83, await item(PAGE83_GUID, PAGE83.size));
-  const { size: lss } = parseStruct(SECTOR_SIZE, await item(LOGICAL_SECTOR_SIZE_GUID, SECTOR_SIZE.size));
-  const { size: pss } = parseStruct(SECTOR_SIZE, await item(PHYSICAL_SECTOR_SIZE_GUID, SECTOR_SIZE.size));
+  const params = FILE_PARAMETERS.get(await item(FILE_PARAMETERS_GUID, FILE_PARAMETERS.len), 0);
+  const { size: rawSize } = VIRTUAL_DISK_SIZE.get(await item(VIRTUAL_DISK_SIZE_GUID, VIRTUAL_DISK_SIZE.len), 0);
+  const { diskId } = PAGE83.get(await item(PAGE83_GUID, PAGE83.len), 0);
+  const { size: lss } = SECTOR_SIZE.get(await item(LOGICAL_SECTOR_SIZE_GUID, SECTOR_SIZE.len), 0);
+  const { size: pss } = SECTOR_SIZE.get(await item(PHYSICAL_SECTOR_SIZE_GUID, SECTOR_SIZE.len), 0);
 
   // Differencing: refuse before the BAT, whose layout and states differ (sector bitmaps, PARTIALLY_PRESENT).
   if ((params.flags & HAS_PARENT) !== 0) {
@@ -416,13 +414,13 @@ async function readMetadata(src: ByteSource, region: VhdxRegionInfo): Promise<Me
  * locator gives a shorter message rather than another error.
  */
 function describeParent(item: Uint8Array): string {
-  if (item.length < PARENT_LOCATOR_HEADER.size) return 'its parent locator is too short to read';
-  const head = parseStruct(PARENT_LOCATOR_HEADER, item);
+  if (item.length < PARENT_LOCATOR_HEADER.len) return 'its parent locator is too short to read';
+  const head = PARENT_LOCATOR_HEADER.get(item, 0);
   const pairs = new Map<string, string>();
   for (let i = 0; i < head.keyValueCount; i++) {
-    const at = PARENT_LOCATOR_HEADER.size + i * PARENT_LOCATOR_ENTRY.size;
-    if (at + PARENT_LOCATOR_ENTRY.size > item.length) break;
-    const e = parseStruct(PARENT_LOCATOR_ENTRY, item, at);
+    const at = PARENT_LOCATOR_HEADER.len + i * PARENT_LOCATOR_ENTRY.len;
+    if (at + PARENT_LOCATOR_ENTRY.len > item.length) break;
+    const e = PARENT_LOCATOR_ENTRY.get(item, at);
     if (e.keyOffset + e.keyLength > item.length || e.valueOffset + e.valueLength > item.length) continue;
     const key = decodeUtf16(item.subarray(e.keyOffset, e.keyOffset + e.keyLength));
     pairs.set(key, decodeUtf16(item.subarray(e.valueOffset, e.valueOffset + e.valueLength)));
