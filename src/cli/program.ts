@@ -209,7 +209,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       // one JSON document on stdout, also on error.
       if (argv.includes('--json')) {
         const name = ['format', 'verify', 'dump', 'inspect'].includes(argv[0] ?? '') ? argv[0]! : command;
-        out(JSON.stringify(errorJson(name, 'E_PARAM', e.message, EXIT.USAGE), null, 2) + '\n');
+        out(JSON.stringify(errorJson(name, { code: 'E_PARAM', message: e.message }, EXIT.USAGE), null, 2) + '\n');
       }
       return EXIT.USAGE;
     }
@@ -222,7 +222,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     const code = exitCodeForError(error.code);
     err(`verity ${command}: ${error.message}\n`);
     if (process.env.VERITY_DEBUG && e instanceof Error && e.stack) err(e.stack + '\n');
-    if (json) out(JSON.stringify(errorJson(command, error.code, error.message, code), null, 2) + '\n');
+    if (json) out(JSON.stringify(errorJson(command, error.toJSON(), code), null, 2) + '\n');
     return code;
   }
 }

@@ -13,10 +13,12 @@ import { tmpdir } from 'node:os';
 function ioError(e: unknown, path: string, doing: string): VerityError {
   const code = (e as NodeJS.ErrnoException).code;
   if (code === 'ENOENT' || code === 'EACCES' || code === 'EPERM' || code === 'ENOTDIR') {
-    return new VerityError('E_NO_FILE', `Device ${path} does not exist or access denied.`, { cause: e });
+    return new VerityError('E_NO_FILE', `Device ${path} does not exist or access denied.`, { cause: e, data: { path } });
   }
-  if (code === 'EISDIR') return new VerityError('E_NO_FILE', `${path} is a directory, not a file or block device.`, { cause: e });
-  return new VerityError('E_IO', `Cannot ${doing} ${path}: ${(e as Error).message}`, { cause: e });
+  if (code === 'EISDIR') {
+    return new VerityError('E_NO_FILE', `${path} is a directory, not a file or block device.`, { cause: e, data: { path } });
+  }
+  return new VerityError('E_IO', `Cannot ${doing} ${path}: ${(e as Error).message}`, { cause: e, data: { path } });
 }
 
 /** Size of a Linux block device, from sysfs (fstat reports 0 for block devices). */

@@ -3,6 +3,7 @@
  * within a version; a rename or removal bumps it. README.md documents every field.
  */
 import { toHex } from '../binary/bytes.js';
+import type { VerityErrorJson } from '../errors.js';
 import type { TreeGeometry } from '../format/geometry.js';
 import type { VerityParams } from '../format/params.js';
 import type { VerifyResult } from '../tree/verify.js';
@@ -150,6 +151,7 @@ export function verifyJson(
   };
 }
 
-export function errorJson(command: string, code: string, message: string, exitCode: number) {
-  return { schemaVersion: SCHEMA_VERSION, command, status: 'error', exitCode, error: { code, message } };
+/** The document of a failed command: the error's code and message, and its `data` (path, offset, …) when it has any. */
+export function errorJson(command: string, error: VerityErrorJson, exitCode: number) {
+  return { schemaVersion: SCHEMA_VERSION, command, status: 'error', exitCode, error };
 }

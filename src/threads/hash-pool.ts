@@ -76,7 +76,7 @@ export const POOL_TESTING = Symbol('hash-pool testing');
 
 export interface PoolTesting {
   /** Makes thread `index` crash (an uncaught exception) or exit, as a bug or an OOM kill would. */
-  fault(index: number, mode: 'throw' | 'exit'): void;
+  fault(index: number, mode: 'throw' | 'exit' | 'reject'): void;
   readonly threads: readonly Worker[];
   /** Batches the threads have hashed (the rest went to the calling thread). */
   readonly dispatched: number;
@@ -187,7 +187,10 @@ class HashPool implements HashEngine {
         if (!p) return;
         this.pending.delete(m.req);
         if (m.t === 'done') p.resolve();
-        else p.reject(internal(`Hash worker ${index} (${inner}) failed: ${m.message}`));
+        else {
+          const cause = VerityError.fromJSON(m.error);
+          p.reject(new VerityError(cause.code, `Hash worker ${index} (${inner}) failed: ${cause.message}`, { data: cause.data }));
+        }
       });
       worker.on('error', (e) => this.fail(internal(`Hash worker ${index} (${inner}) crashed: ${e.message}`, e)));
       worker.on('messageerror', (e) => this.fail(internal(`Hash worker ${index} sent an unreadable message.`, e)));

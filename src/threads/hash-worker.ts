@@ -14,6 +14,7 @@
  */
 import { createHash, hash as oneShot, type Hash } from 'node:crypto';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { VerityError, type VerityErrorJson } from '../errors.js';
 import { digestSize, type HashAlgorithm } from '../format/algorithms.js';
 import type { SaltPlacement } from '../hash/engine.js';
 import { blockRuns } from '../hash/zero-blocks.js';
@@ -88,7 +89,8 @@ export interface HashMessage {
 /** Test hook: die the way a crashing thread would. */
 export interface FaultMessage {
   t: 'fault';
-  mode: 'throw' | 'exit';
+  /** `throw`/`exit`: crash; `reject`: fail the next hash job with a VerityError (its code must reach the caller). */
+  mode: 'throw' | 'exit' | 'reject';
 }
 
 export type ToWorker = ArenaMessage | ConfigMessage | HashMessage | FaultMessage;
@@ -96,7 +98,8 @@ export type ToWorker = ArenaMessage | ConfigMessage | HashMessage | FaultMessage
 export type FromWorker =
   | { t: 'ready'; scratchBytes: number }
   | { t: 'done'; req: number }
-  | { t: 'error'; req: number; message: string };
+  /** A failed request: a VerityError's JSON, or E_INTERNAL with the message of anything else thrown. */
+  | { t: 'error'; req: number; error: VerityErrorJson };
 
 /** Bytes per kernel call: V8 has no on-stack replacement for wasm, so a long first call would stay in Liftoff. */
 const PIECE_BYTES = 1 << 20;
@@ -117,6 +120,11 @@ interface Arena {
 
 function describe(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/** What crosses back to the pool: the code and data of a VerityError survive the thread boundary. */
+function errorJson(e: unknown): VerityErrorJson {
+  return e instanceof VerityError ? e.toJSON() : { code: 'E_INTERNAL', message: describe(e) };
 }
 
 function checkConfig(inner: PoolInner, config: HasherConfig): void {
@@ -288,6 +296,7 @@ function main(): void {
 
   const reply = (message: FromWorker): void => port.postMessage(message);
 
+  let rejectNext = false;
   const handle = async (m: ToWorker): Promise<void> => {
     switch (m.t) {
       case 'arena':
@@ -298,7 +307,7 @@ function main(): void {
           checkConfig(inner, m.config);
           reply({ t: 'done', req: m.req });
         } catch (e) {
-          reply({ t: 'error', req: m.req, message: describe(e) });
+          reply({ t: 'error', req: m.req, error: errorJson(e) });
         }
         return;
       case 'hash':
@@ -307,6 +316,10 @@ function main(): void {
             throw new Error(`Job for arena ${m.arena}, but this thread holds arena ${arena?.id}.`);
           }
           if (arena.error) throw new Error(arena.error);
+          if (rejectNext) {
+            rejectNext = false;
+            throw new VerityError('E_IO', 'Simulated failure in a hash worker.', { data: { offset: m.src } });
+          }
           checkConfig(inner, m.config);
           if (m.src < 0 || m.src + m.count * m.blockSize > arena.bytes.length || !(m.piece >= 1)) {
             throw new Error('Blocks outside the arena.');
@@ -314,7 +327,7 @@ function main(): void {
           hashBatch(arena, m, inner === 'node-crypto' ? hashWithNodeCrypto : hashWithKernel);
           reply({ t: 'done', req: m.req });
         } catch (e) {
-          reply({ t: 'error', req: m.req, message: describe(e) });
+          reply({ t: 'error', req: m.req, error: errorJson(e) });
         }
         return;
       case 'fault':
@@ -323,6 +336,10 @@ function main(): void {
   };
 
   port.on('message', (m: ToWorker) => {
+    if (m.t === 'fault' && m.mode === 'reject') {
+      rejectNext = true;
+      return;
+    }
     if (m.t === 'fault') {
       // Dies at once, before any later message: an exit, or an uncaught exception as a real crash would be.
       if (m.mode === 'exit') process.exit(70);

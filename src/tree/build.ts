@@ -23,6 +23,7 @@ export function checkDataSize(params: VerityParams, data: ByteSource): void {
     throw new VerityError(
       'E_TRUNCATED',
       `Data device is too small: ${data.size} bytes, but ${params.dataBlocks} blocks of ${params.dataBlockSize} bytes need ${needed}.`,
+      { data: { expected: needed, actual: data.size } },
     );
   }
 }

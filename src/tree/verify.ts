@@ -118,6 +118,7 @@ async function verifyWith(
     throw new VerityError(
       'E_TRUNCATED',
       `Hash device is too small: ${hash.size} bytes, but the tree needs ${geometry.hashDeviceSize}.`,
+      { data: { expected: geometry.hashDeviceSize, actual: hash.size } },
     );
   }
 

@@ -405,10 +405,14 @@ describe('--json', () => {
     const missing = parseOneJson(await runCaptured(['verify', f.data, join(f.dir, 'nope'), f.root, '--json']));
     expect(missing).toMatchObject({ command: 'verify', status: 'error', exitCode: 4, error: { code: 'E_NO_FILE' } });
     expect(missing.error.message).toMatch(/nope does not exist/);
+    // The error's data names what the message names, for a program to use without parsing text.
+    expect(missing.error.data).toEqual({ path: join(f.dir, 'nope') });
     const badRoot = parseOneJson(await runCaptured(['verify', f.data, f.hash, '00', '--json']));
     expect(badRoot).toMatchObject({ status: 'error', exitCode: 1, error: { code: 'E_PARAM' } });
     const noData = parseOneJson(await runCaptured(['format', join(f.dir, 'nope'), join(f.dir, 'h2'), '--json']));
-    expect(noData).toMatchObject({ command: 'format', status: 'error', exitCode: 4, error: { code: 'E_NO_FILE' } });
+    expect(noData).toMatchObject({ command: 'format', status: 'error', exitCode: 4, error: { code: 'E_NO_FILE', data: { path: join(f.dir, 'nope') } } });
+    const short = parseOneJson(await runCaptured(['format', f.data, join(f.dir, 'h3'), '--data-blocks=100000', '--json']));
+    expect(short).toMatchObject({ status: 'error', exitCode: 4, error: { code: 'E_TRUNCATED', data: { expected: 100000 * 4096, actual: DATA.length } } });
     const overlap = parseOneJson(await runCaptured(['format', f.data, f.data, '--hash-offset=4096', '--json']));
     expect(overlap).toMatchObject({ command: 'format', status: 'error', exitCode: 1, error: { code: 'E_OVERLAP' } });
     const badSb = parseOneJson(await runCaptured(['dump', f.data, '--json']));

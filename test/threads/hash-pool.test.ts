@@ -382,6 +382,24 @@ describe('closing and failures', () => {
     await pool.close!(); // twice is fine
   });
 
+  it('a VerityError raised in a thread reaches the caller with its code and data, and the pool goes on', { timeout: 15_000 }, async () => {
+    const { pool, hasher, src, dst } = await started();
+    try {
+      hooks(pool).fault(0, 'reject');
+      const call = hasher.hashBlocks(src, 4096, big, dst, 0, 32);
+      await expect(call).rejects.toBeInstanceOf(VerityError);
+      await expect(call).rejects.toMatchObject({
+        code: 'E_IO',
+        data: { offset: expect.any(Number) },
+        message: expect.stringMatching(/^Hash worker 0 \(\S+\) failed: Simulated failure in a hash worker\.$/),
+      });
+      // A failed job is not a dead thread: the next call hashes.
+      await hasher.hashBlocks(src, 4096, big, dst, 0, 32);
+    } finally {
+      await pool.close!();
+    }
+  });
+
   const dies = 'a thread that dies (%s) rejects the pending call and every later one';
   it.each(['throw', 'exit'] as const)(dies, { timeout: 15_000 }, async (mode) => {
     const { pool, hasher, src, dst } = await started();

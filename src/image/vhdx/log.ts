@@ -167,7 +167,7 @@ class LogScan {
    * contiguously, each with the previous sequence number + 1 (checked on every link, which qemu skips for the
    * second), and keep the sequence whose last entry has the highest sequence number. (qemu 7.2 ranks sequences by
    * their first entry and keeps the first met on a tie, so of a sequence that wraps it replays only the part after
-   * the wrap; test/image/vhdx/vhdx.test.ts shows it.) A torn entry is skipped whole, as qemu does, so the scan reads each log
+   * the wrap; test/image/vhdx/log-replay.test.ts shows it.) A torn entry is skipped whole, as qemu does, so the scan reads each log
    * byte a bounded number of times whatever the entries claim.
    */
   activeSequence(): LogEntry[] {
