@@ -15,6 +15,7 @@ import { createHash, randomFillSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { assemble } from './build.mjs';
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -80,8 +81,11 @@ function timed(label, pass, bytes) {
 const blocks = (DATA_MIB << 20) / BLOCK;
 const salt = randomFillSync(new Uint8Array(SALT_LEN));
 
+/** The plain-memory kernel, built in memory: the same bytes as the committed module (a test checks that). */
+const KERNEL = (await assemble()).find((a) => !a.shared).wasm;
+
 function kernelRow() {
-  const wasm = readFileSync(fileURLToPath(new URL('./dist/sha256x4.wasm', import.meta.url)));
+  const wasm = KERNEL;
   const SCRATCH = 0;
   const SALT = 8192;
   const DST = 16384;

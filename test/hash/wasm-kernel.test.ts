@@ -1,17 +1,18 @@
 /**
  * The 4-lane WASM SIMD SHA-256 kernel (wasm/, src/hash/wasm-kernel.ts, src/hash/wasm-simd-engine.ts): the committed
- * artifacts are exactly what the committed generator builds; digests equal node:crypto's for every salt length and
+ * artifact is exactly what the committed generator builds; digests equal node:crypto's for every salt length and
  * placement, block size, count (lane tails) and stride; nothing outside the digest slots is written; the shared-memory
  * build behaves the same; and the engine passes the known-answer test.
  */
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ARTIFACTS, build } from '../../wasm/build.mjs';
+import { ARTIFACTS, build, MODULE_PATH } from '../../wasm/build.mjs';
 import { selfTest } from '../../src/hash/self-test.js';
-import { SHA256X4_SHARED_WASM, SHA256X4_WASM } from '../../src/hash/wasm-sha256-binary.js';
+import { SHA256X4_SHARED_WASM, SHA256X4_SHARED_WASM_SHA256, SHA256X4_WASM, SHA256X4_WASM_SHA256 } from '../../src/hash/wasm-sha256-binary.js';
 import { decodeBase64, kernelBinary, loadKernel, simdSupported, wasmApi, type Sha256Kernel, type WasmMemory } from '../../src/hash/wasm-kernel.js';
 import { wasmSimdEngine } from '../../src/hash/wasm-simd-engine.js';
 import { makeData } from '../support/data.js';
@@ -20,40 +21,32 @@ const ROOT = new URL('../..', import.meta.url);
 const read = (path: string) => readFileSync(new URL(path, ROOT));
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
-/** Every file the build writes, relative to the repository root. */
-const OUTPUTS = [
-  ...ARTIFACTS.flatMap((a) => [`wasm/src/${a.name}.wat`, `wasm/dist/${a.name}.wasm`]),
-  'wasm/dist/SHA256SUMS',
-  'src/hash/wasm-sha256-binary.ts',
-];
-
-describe('the committed kernel artifacts', () => {
-  it('are exactly what wasm/build.mjs builds from the committed generator', async () => {
+describe('the committed kernel artifact', () => {
+  it('is exactly what wasm/build.mjs builds from the committed generator', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'verity-wasm-build-'));
     try {
       const built = await build(dir);
-      for (const path of OUTPUTS) {
-        expect(Buffer.compare(readFileSync(join(dir, path)), read(path)), `${path} differs from a fresh build`).toBe(0);
-      }
+      expect(Buffer.compare(readFileSync(join(dir, MODULE_PATH)), read(MODULE_PATH)), `${MODULE_PATH} differs from a fresh build`).toBe(0);
       expect(built.map((b) => b.name)).toEqual(ARTIFACTS.map((a) => a.name));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });
 
-  it('match the sha256 recorded in wasm/dist/SHA256SUMS', () => {
-    const sums = read('wasm/dist/SHA256SUMS').toString('utf8');
-    const lines = ARTIFACTS.map((a) => `${sha256(read(`wasm/dist/${a.name}.wasm`))}  ${a.name}.wasm`);
-    expect(sums).toBe(`${lines.join('\n')}\n`);
-  });
-
-  it('are embedded as base64 that decodes to the same bytes', () => {
-    expect(Buffer.compare(decodeBase64(SHA256X4_WASM), read('wasm/dist/sha256x4.wasm'))).toBe(0);
-    expect(Buffer.compare(decodeBase64(SHA256X4_SHARED_WASM), read('wasm/dist/sha256x4-shared.wasm'))).toBe(0);
-    expect(Buffer.compare(kernelBinary(true), read('wasm/dist/sha256x4-shared.wasm'))).toBe(0);
+  it('decodes to binaries whose sha256 is the one recorded beside them, both valid WebAssembly', async () => {
+    expect(sha256(decodeBase64(SHA256X4_WASM))).toBe(SHA256X4_WASM_SHA256);
+    expect(sha256(decodeBase64(SHA256X4_SHARED_WASM))).toBe(SHA256X4_SHARED_WASM_SHA256);
+    expect(sha256(kernelBinary(false))).toBe(SHA256X4_WASM_SHA256);
+    expect(sha256(kernelBinary(true))).toBe(SHA256X4_SHARED_WASM_SHA256);
+    await expect(wasmApi()!.compile(kernelBinary(false))).resolves.toBeDefined();
     expect(decodeBase64('YWJj')).toEqual(new Uint8Array([0x61, 0x62, 0x63]));
     expect(decodeBase64('YWI=')).toEqual(new Uint8Array([0x61, 0x62]));
     expect(() => decodeBase64('YW*=')).toThrow(/Invalid base64/);
+  });
+
+  it('is the only form in the tree: no generated WAT or .wasm beside the generator (wasm/out/ is ignored by git)', () => {
+    const files = readdirSync(fileURLToPath(new URL('wasm/', ROOT)), { recursive: true, encoding: 'utf8' });
+    expect(files.filter((f) => !f.startsWith('out') && /\.(wat|wasm)$|SHA256SUMS/.test(f))).toEqual([]);
   });
 });
 
