@@ -5,8 +5,8 @@
  * All byte offsets are plain numbers checked to stay below 2^53, so offsets beyond 4 GiB are exact.
  */
 import { VerityError } from '../errors.js';
-import { digestSize, resolveAlgorithm } from './algorithms.js';
-import { SUPERBLOCK_SIZE, type VerityParams, validateParams } from './params.js';
+import { digestSize, type HashAlgorithm } from './algorithms.js';
+import { checkParams, SUPERBLOCK_SIZE, type VerityParams } from './params.js';
 
 export interface TreeLevel {
   /** 0 holds the digests of the data blocks; the last level is the single top block. */
@@ -18,6 +18,8 @@ export interface TreeLevel {
 }
 
 export interface TreeGeometry {
+  /** The hash algorithm, resolved once from the parameters' name: everything below uses this. */
+  algorithm: HashAlgorithm;
   digestSize: number;
   /** Bytes one stored digest occupies: padded to a power of two in format 1, packed in format 0. */
   slotSize: number;
@@ -49,8 +51,8 @@ export function hashStartBlock(p: Pick<VerityParams, 'superblock' | 'hashOffset'
 }
 
 export function computeGeometry(params: VerityParams): TreeGeometry {
-  validateParams(params);
-  const D = digestSize(resolveAlgorithm(params.algorithm));
+  const algorithm = checkParams(params);
+  const D = digestSize(algorithm);
   const bits = Math.floor(Math.log2(params.hashBlockSize / D));
   const hashesPerBlock = 2 ** bits;
   const slotSize = params.hashType === 1 ? 2 ** Math.ceil(Math.log2(D)) : D;
@@ -73,5 +75,5 @@ export function computeGeometry(params: VerityParams): TreeGeometry {
   if (!Number.isSafeInteger(hashDeviceSize)) {
     throw new VerityError('E_PARAM', 'Device offset overflow: the hash area would end beyond 2^53 bytes.');
   }
-  return { digestSize: D, slotSize, hashesPerBlock, levels, hashStartBlock: start, hashBlocks, hashDeviceSize };
+  return { algorithm, digestSize: D, slotSize, hashesPerBlock, levels, hashStartBlock: start, hashBlocks, hashDeviceSize };
 }

@@ -1,5 +1,5 @@
 import { VerityError } from '../errors.js';
-import { digestSize, resolveAlgorithm } from './algorithms.js';
+import { digestSize, resolveAlgorithm, type HashAlgorithm } from './algorithms.js';
 import { isPowerOfTwo, parseUuid } from '../binary/bytes.js';
 
 /**
@@ -53,6 +53,12 @@ export function checkBlockSize(size: number, which: 'data' | 'hash'): void {
 
 /** Throws E_PARAM with a precise message for the first rule `p` breaks; returns `p` unchanged otherwise. */
 export function validateParams(p: VerityParams): VerityParams {
+  checkParams(p);
+  return p;
+}
+
+/** validateParams, returning the hash algorithm it resolved, so that callers resolve it once. */
+export function checkParams(p: VerityParams): HashAlgorithm {
   if (p.hashType !== 0 && p.hashType !== 1) {
     throw new VerityError('E_PARAM', `Unsupported VERITY hash type ${String(p.hashType)}: must be 0 or 1.`);
   }
@@ -82,5 +88,5 @@ export function validateParams(p: VerityParams): VerityParams {
     );
   }
   if (p.superblock && p.uuid !== null) parseUuid(p.uuid);
-  return p;
+  return algorithm;
 }

@@ -1,4 +1,3 @@
-import { resolveAlgorithm } from '../format/algorithms.js';
 import { computeGeometry, type TreeGeometry } from '../format/geometry.js';
 import { DEFAULT_DEVICE_BLOCK_SIZE, type VerityParams } from '../format/params.js';
 import { saltPlacementFor, type HashEngine } from '../hash/engine.js';
@@ -50,7 +49,7 @@ export async function runChain(
   level0?: () => Promise<Level0Store>,
 ): Promise<Uint8Array> {
   const hasher = await engine.createBlockHasher({
-    algorithm: resolveAlgorithm(params.algorithm),
+    algorithm: geometry.algorithm,
     salt: params.salt,
     saltPlacement: saltPlacementFor(params.hashType),
   });

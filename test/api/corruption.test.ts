@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { TreeGeometry } from '../../src/format/geometry.js';
 import type { VerityParams } from '../../src/format/params.js';
-import { formatFiles, verifyFiles, type VerifyOutcome } from '../../src/api/api.js';
+import { formatFiles, verifyFiles, type VerifyOutcome } from '../../src/index.js';
 import { runCaptured } from '../support/cli-harness.js';
 import { makeData } from '../support/data.js';
 import {

@@ -18,7 +18,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, statfsSync, writeFileS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { formatFiles, verifyFiles, type FormatOptions } from '../../src/api/api.js';
+import { formatFiles, verifyFiles, type FormatOptions } from '../../src/index.js';
 import { makeData, type DataSpec, type Fill } from '../support/data.js';
 import { Rng } from '../support/rng.js';
 import { VERITYSETUP, veritysetup } from '../support/veritysetup-bin.js';
@@ -227,10 +227,10 @@ function reproduction(c: Case): string {
   const [vsHash, ourData, ourHash] = c.sameFile ? [`${dir}/data.img`, `${dir}/ours.img`, `${dir}/ours.img`] : [`${dir}/vs.hash`, `${dir}/data.img`, `${dir}/ours.hash`];
   const lines = [
     `mkdir -p ${dir} && rm -f ${dir}/*`,
-    `npx tsx -e ${sq(`import {writeFileSync} from "node:fs"; import {makeData} from "../test/support/data.ts"; writeFileSync("${dir}/data.img", makeData(${JSON.stringify(c.data)}))`)}`,
+    `npx tsx -e ${sq(`import {writeFileSync} from "node:fs"; import {makeData} from "./test/support/data.ts"; writeFileSync("${dir}/data.img", makeData(${JSON.stringify(c.data)}))`)}`,
     ...(c.sameFile ? [`cp ${dir}/data.img ${dir}/ours.img`] : []),
     ['veritysetup', 'format', `${dir}/data.img`, vsHash, ...treeArgs(c, false)].map(sq).join(' '),
-    `npx tsx -e ${sq(`import {formatFiles} from "../src/api/api.ts"; formatFiles("${ourData}", "${ourHash}", ${JSON.stringify(ourTreeOptions(c))}).then((r) => console.log("Root hash: " + Buffer.from(r.rootHash).toString("hex")))`)}`,
+    `npx tsx -e ${sq(`import {formatFiles} from "./src/api/format.ts"; formatFiles("${ourData}", "${ourHash}", ${JSON.stringify(ourTreeOptions(c))}).then((r) => console.log("Root hash: " + Buffer.from(r.rootHash).toString("hex")))`)}`,
     `cmp ${vsHash} ${ourHash}`,
   ];
   return `seed ${SEED}, case ${describeCase(c)}; to reproduce:\n    ${lines.join('\n    ')}`;

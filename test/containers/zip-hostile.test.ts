@@ -11,7 +11,7 @@ import { createDeflateRaw, deflateRawSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { VerityError } from '../../src/errors.js';
 import { crc32 } from '../../src/binary/crc32.js';
-import { formatFiles, inspectImage, verifyFiles } from '../../src/api/api.js';
+import { formatFiles, inspectImage, verifyFiles } from '../../src/index.js';
 import { expectFailure, runCaptured, spawnBuiltCli } from '../support/cli-harness.js';
 import { MemoryWatch } from '../fuzz/guard.js';
 import { ROOT_HASH, fixture } from '../fuzz/targets.js';

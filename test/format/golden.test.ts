@@ -15,7 +15,7 @@ import { nodeCryptoEngine } from '../../src/threads/node-crypto-engine.js';
 import { wasmSimdEngine } from '../../src/hash/wasm-simd-engine.js';
 import { createHashPool } from '../../src/threads/hash-pool.js';
 import { formatImage } from '../../src/tree/build.js';
-import { verifyFiles } from '../../src/api/api.js';
+import { verifyFiles } from '../../src/index.js';
 import { makeData } from '../support/data.js';
 import type { GoldenCase, GoldenFile } from '../golden/types.js';
 import { runCaptured } from '../support/cli-harness.js';

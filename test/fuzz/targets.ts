@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { crc32, deflateRawSync, gunzipSync } from 'node:zlib';
 import { VerityError } from '../../src/errors.js';
-import { dumpFile, formatFiles, inspectImage, verifyFiles } from '../../src/api/api.js';
+import { dumpFile, formatFiles, inspectImage, verifyFiles } from '../../src/index.js';
 import { openOperand } from '../../src/containers/operand.js';
 import { renderInspect } from '../../src/report/inspect.js';
 import { rawDiskLayout, superblockLayout, vhdLayout, vhdxLayout, zipLayout } from './layouts.js';

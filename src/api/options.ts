@@ -1,0 +1,43 @@
+/**
+ * The options of the library API, and the part each layer below receives. The API resolves what it needs once (see
+ * plan.ts) and hands each layer only its own options: operands get `OpenOptions`, the engine `EngineOptions`, the
+ * tree passes `PassOptions`.
+ */
+import type { OpenOptions } from '../containers/operand.js';
+import type { TreeOptions } from '../format/options.js';
+import type { EngineOptions } from '../threads/engines.js';
+import type { PassOptions } from '../tree/progress.js';
+
+export interface RunOptions extends PassOptions, EngineOptions, OpenOptions {}
+
+export interface FormatOptions extends TreeOptions, RunOptions {
+  /** Also write the root hash, as lower-case hex without a newline, to this file. */
+  rootHashFile?: string;
+}
+
+export interface VerifyOptions extends TreeOptions, RunOptions {
+  /** The expected root hash, as bytes or hex. */
+  rootHash?: Uint8Array | string;
+  /** Read the expected root hash from this file instead (it wins over `rootHash`, as in veritysetup). */
+  rootHashFile?: string;
+}
+
+/** Where the operands were read: each one's file and containers, outermost first (containers/operand.ts: describeLayer). */
+export interface Sources {
+  data: string[];
+  hash: string[];
+  /** What was chosen when only an image was given (no hash operand). */
+  discovered: string | null;
+}
+
+export function openOptions(o: OpenOptions): OpenOptions {
+  return { ...(o.stdin !== undefined ? { stdin: o.stdin } : {}), ...(o.stopAtArchive !== undefined ? { stopAtArchive: o.stopAtArchive } : {}) };
+}
+
+export function engineOptions(o: EngineOptions): EngineOptions {
+  return { ...(o.engine !== undefined ? { engine: o.engine } : {}), ...(o.threads !== undefined ? { threads: o.threads } : {}) };
+}
+
+export function passOptions(o: PassOptions): PassOptions {
+  return { ...(o.onProgress !== undefined ? { onProgress: o.onProgress } : {}), ...(o.signal !== undefined ? { signal: o.signal } : {}) };
+}
