@@ -1,7 +1,14 @@
 /**
  * The environment-neutral core: no `node:*` imports, Uint8Array in and out. Runs in Node and in browsers.
  */
-export { VerityError, isVerityError, type VerityErrorCode } from './errors.js';
+export {
+  VerityError,
+  isVerityError,
+  VERITY_ERROR_CODES,
+  type VerityErrorCode,
+  type VerityErrorData,
+  type VerityErrorJson,
+} from './errors.js';
 export { DIGEST_SIZES, HASH_ALGORITHMS, resolveAlgorithm, digestSize, type HashAlgorithm } from './format/algorithms.js';
 export { toHex, fromHex, parseUuid, formatUuid } from './binary/bytes.js';
 export {
@@ -21,7 +28,11 @@ export {
   superblockFromParams,
   type TreeOptions,
 } from './format/options.js';
-export { parseSuperblock, serializeSuperblock, SUPERBLOCK_SIGNATURE, type Superblock } from './format/superblock.js';
+export { parseSuperblock, serializeSuperblock, SUPERBLOCK_SIGNATURE, VERITY_SUPERBLOCK, type Superblock } from './format/superblock.js';
+export type { Field, Placed, Struct, StructValue } from './binary/struct.js';
+export { GPT_ENTRY, GPT_HEADER } from './image/gpt.js';
+export { MBR } from './image/mbr.js';
+export { VHD_DYNAMIC_HEADER, VHD_FOOTER } from './image/vhd.js';
 export { computeGeometry, hashStartBlock, type TreeGeometry, type TreeLevel } from './format/geometry.js';
 export type { BlockHasher, BlockHasherOptions, HashEngine, SaltPlacement } from './hash/engine.js';
 export { hashWasmEngine } from './hash/hash-wasm-engine.js';
