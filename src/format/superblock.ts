@@ -9,7 +9,9 @@ import { bytesEqual } from '../binary/bytes.js';
 import { at, bytes, latin1, struct, u16le, u32le, u64leBig, uuid } from '../binary/struct.js';
 import { MAX_SALT_SIZE, SUPERBLOCK_SIZE, checkBlockSize } from './params.js';
 
+/** `signature[8]`: the bytes VERITY_read_sb compares first. */
 export const SUPERBLOCK_SIGNATURE = new Uint8Array([0x76, 0x65, 0x72, 0x69, 0x74, 0x79, 0, 0]); // "verity\0\0"
+/** The only `version` cryptsetup writes and accepts. */
 export const SUPERBLOCK_VERSION = 1;
 
 export interface Superblock {
@@ -26,8 +28,8 @@ export interface Superblock {
 }
 
 /**
- * `struct verity_sb`, packed, little-endian. Bytes 82-87 and 344-511 are padding. The kernel never reads this
- * header (verity.rst); cryptsetup's VERITY_read_sb checks what parseSuperblock checks.
+ * `struct verity_sb` field by field, with cryptsetup's field names. Bytes 82-87 and 344-511 are padding: ignored on
+ * read, as VERITY_read_sb ignores them, and zero on write.
  */
 export const VERITY_SUPERBLOCK = struct(
   'Verity superblock',
@@ -47,6 +49,7 @@ export const VERITY_SUPERBLOCK = struct(
 );
 const ALGORITHM_FIELD = VERITY_SUPERBLOCK.fields.algorithm.field.len;
 
+/** The 512 bytes veritysetup writes for `sb`; E_PARAM for a salt over 256 bytes or an algorithm name over 31. */
 export function serializeSuperblock(sb: Superblock): Uint8Array {
   if (sb.salt.length > MAX_SALT_SIZE) {
     throw new VerityError('E_PARAM', `Salt is ${sb.salt.length} bytes long; the maximum is ${MAX_SALT_SIZE}.`);

@@ -12,12 +12,13 @@
  *   `WebAssembly.Memory`), with this thread's own scratch region; called in pieces of at most 1 MiB because V8 only
  *   tiers wasm up between calls (docs/performance.md).
  */
-import { createHash, hash as oneShot, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { VerityError, type VerityErrorJson } from '../errors.js';
 import { digestSize, type HashAlgorithm } from '../format/algorithms.js';
 import type { SaltPlacement } from '../hash/engine.js';
 import { blockRuns } from '../hash/zero-blocks.js';
+import { nodeCryptoLoop, type BlockLoop } from './node-crypto-engine.js';
 import {
   KERNEL_LANES,
   loadKernel,
@@ -135,41 +136,21 @@ function checkConfig(inner: PoolInner, config: HasherConfig): void {
   if (inner === 'node-crypto') createHash(config.algorithm);
 }
 
-/** The hash state after the salt (format 1) or of nothing (format 0), copied per block; kept for the last config. */
-let base: { id: number; hash: Hash } | undefined;
+/** The node:crypto block loop of the last config (node-crypto-engine.ts), kept while the config stays the same. */
+let loop: { id: number; run: BlockLoop } | undefined;
+
+function loopFor(config: HasherConfig): BlockLoop {
+  if (loop?.id !== config.id) loop = { id: config.id, run: nodeCryptoLoop(config.algorithm, config.salt, config.placement) };
+  return loop.run;
+}
 
 /** Hashes `count` blocks of the batch `m` from its block `first`. */
 type PieceHasher = (arena: Arena, m: HashMessage, first: number, count: number) => void;
 
 const hashWithNodeCrypto: PieceHasher = (arena, m, first, count) => {
-  const { id, algorithm, salt, placement } = m.config;
-  const bytes = arena.bytes;
-  const size = digestSize(algorithm);
-  const src = m.src + first * m.blockSize;
-  let digestAt = m.dst + first * size;
-  if (salt.length === 0 && typeof oneShot === 'function') {
-    // Without a salt the one-shot digest skips the Hash object (~20% faster per 4 KiB block).
-    for (let i = 0, at = src; i < count; i++, at += m.blockSize) {
-      bytes.set(oneShot(algorithm, bytes.subarray(at, at + m.blockSize), 'buffer'), digestAt);
-      digestAt += size;
-    }
-    return;
-  }
-  if (base?.id !== id) {
-    const h = createHash(algorithm);
-    if (placement === 'prefix') h.update(salt);
-    base = { id, hash: h };
-  }
-  const start = base.hash;
-  const suffix = placement === 'suffix' && salt.length > 0;
-  for (let i = 0, at = src; i < count; i++, at += m.blockSize) {
-    // Copying the salted state is cheaper than createHash (no algorithm lookup, no salt update).
-    const h = start.copy();
-    h.update(bytes.subarray(at, at + m.blockSize));
-    if (suffix) h.update(salt);
-    bytes.set(h.digest(), digestAt);
-    digestAt += size;
-  }
+  const size = digestSize(m.config.algorithm);
+  const src = arena.bytes.subarray(m.src + first * m.blockSize, m.src + (first + count) * m.blockSize);
+  loopFor(m.config)(src, m.blockSize, count, arena.bytes, m.dst + first * size, size);
 };
 
 const hashWithKernel: PieceHasher = (arena, m, first, count) => {
@@ -199,12 +180,9 @@ function zeroDigest(m: HashMessage): Uint8Array {
   const key = `${m.config.id}/${m.blockSize}`;
   let digest = zeroDigests.get(key);
   if (!digest) {
-    const { algorithm, salt, placement } = m.config;
-    const h = createHash(algorithm);
-    if (placement === 'prefix') h.update(salt);
-    h.update(new Uint8Array(m.blockSize));
-    if (placement === 'suffix') h.update(salt);
-    digest = h.digest();
+    // Through the same node:crypto loop: the kernel inner hashes sha256 only, which OpenSSL hashes identically.
+    digest = new Uint8Array(digestSize(m.config.algorithm));
+    loopFor(m.config)(new Uint8Array(m.blockSize), m.blockSize, 1, digest, 0, digest.length);
     zeroDigests.set(key, digest);
   }
   return digest;

@@ -1,6 +1,10 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseSuperblock, serializeSuperblock, SUPERBLOCK_SIZE, toHex, type Superblock } from '../../src/core.js';
 import { VERITY_SUPERBLOCK } from '../../src/format/superblock.js';
+import { tempDirPerTest } from '../support/tree-damage.js';
+import { hasVeritysetup, NEEDS_VERITYSETUP, veritysetup } from '../support/veritysetup-bin.js';
 
 /** Damage goes through the declared offsets; EXAMPLE_A_HEX pins those offsets to the bytes veritysetup writes. */
 const F = VERITY_SUPERBLOCK.fields;
@@ -47,6 +51,33 @@ describe('superblock', () => {
       expect(parseSuperblock(bytes)).toEqual(sb);
       expect(serializeSuperblock(parseSuperblock(bytes))).toEqual(bytes);
     }
+  });
+
+  describe('serialising what was parsed gives back the bytes veritysetup wrote', () => {
+    const dir = tempDirPerTest('superblock-rt-');
+
+    it('Example A', () => {
+      const written = new Uint8Array(SUPERBLOCK_SIZE);
+      written.set(Buffer.from(EXAMPLE_A_HEX, 'hex'));
+      expect(serializeSuperblock(parseSuperblock(written))).toEqual(written);
+    });
+
+    it.skipIf(!hasVeritysetup)(`superblocks written by veritysetup format: both formats, no salt and a 256-byte salt${NEEDS_VERITYSETUP}`, () => {
+      const data = join(dir(), 'data');
+      const hash = join(dir(), 'hash');
+      writeFileSync(data, new Uint8Array(64 * 1024));
+      for (const options of [
+        ['--hash=sha1', '--format=0', '--salt=-', '--data-block-size=512', '--hash-block-size=1024'],
+        ['--hash=sha512', '--format=1', `--salt=${'ab'.repeat(256)}`, '--uuid=01234567-89ab-cdef-0123-456789abcdef'],
+        ['--hash=sha256', '--format=1', '--data-blocks=3', '--data-block-size=16384', '--hash-block-size=512'],
+      ]) {
+        writeFileSync(hash, new Uint8Array(0));
+        const run = veritysetup(['format', data, hash, ...options]);
+        expect(run.code, run.stderr).toBe(0);
+        const written = new Uint8Array(readFileSync(hash).subarray(0, SUPERBLOCK_SIZE));
+        expect(serializeSuperblock(parseSuperblock(written))).toEqual(written);
+      }
+    });
   });
 
   it('keeps the case of a stored algorithm name, as veritysetup does on read', () => {
