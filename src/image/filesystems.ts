@@ -53,7 +53,9 @@ export const EXT4_SUPERBLOCK = struct(
   },
   { size: 1024 },
 );
+/** `EXT4_SUPER_MAGIC`. */
 export const EXT4_MAGIC = 0xef53;
+/** `EXT4_FEATURE_INCOMPAT_64BIT`: block counts take their high 32 bits from `s_blocks_count_hi`. */
 export const EXT4_FEATURE_INCOMPAT_64BIT = 0x80;
 
 /** `struct squashfs_super_block`, at the start of the volume. */
@@ -78,6 +80,7 @@ export const SQUASHFS_SUPERBLOCK = struct('squashfs superblock', {
   fragmentTableStart: at(80, u64leBig), // fragment_table_start
   lookupTableStart: at(88, u64leBig), // lookup_table_start
 });
+/** `SQUASHFS_MAGIC`: "hsqs" as stored. */
 export const SQUASHFS_MAGIC = 0x73717368;
 
 /** The leading fields of `struct erofs_super_block`, at byte 1024 of the volume. */
@@ -98,8 +101,10 @@ export const EROFS_SUPERBLOCK = struct('EROFS superblock', {
   volumeName: at(64, bytes(16)), // volume_name
   featureIncompat: at(80, u32le), // feature_incompat
 });
+/** `EROFS_SUPER_MAGIC_V1`. */
 export const EROFS_MAGIC = 0xe0f5e1e2;
 
+/** The filesystems `filesystemOf` recognises. */
 export type FilesystemType = 'ext4' | 'squashfs' | 'erofs';
 
 /** Bytes of the volume start that `filesystemOf` needs. */

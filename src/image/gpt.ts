@@ -24,7 +24,6 @@ export const MAX_ENTRY_ARRAY_BYTES = 1024 * 4096;
 const MAX_ENTRY_SIZE = 4096;
 const MIN_ENTRY_SIZE = 128;
 
-
 /**
  * The GPT header [UEFI spec 2.10 §5.3.2, Table 5.5]. LBAs are kept as bigint: a value past 2^53 is damage, reported with
  * the value as stored. HeaderSize may exceed 92 (the rest of the sector is reserved and zero).
@@ -45,6 +44,7 @@ export const GPT_HEADER = struct('GPT header', {
   sizeOfPartitionEntry: at(84, u32le), // SizeOfPartitionEntry: 128 × 2^n
   partitionEntryArrayCrc32: at(88, u32le), // PartitionEntryArrayCRC32: over count × size bytes
 });
+/** A GPT header as GPT_HEADER reads it, every field as stored. */
 export type GptHeaderValue = StructValue<typeof GPT_HEADER.fields>;
 const MIN_HEADER_SIZE = GPT_HEADER.len;
 const SIGNATURE = 'EFI PART';
@@ -58,6 +58,7 @@ export const GPT_ENTRY = struct('GPT partition entry', {
   attributes: at(48, u64leBig), // Attributes
   partitionName: at(56, utf16le(72)), // PartitionName: UTF-16LE, NUL-padded
 });
+/** A partition entry as GPT_ENTRY reads it, every field as stored. */
 export type GptEntryValue = StructValue<typeof GPT_ENTRY.fields>;
 
 /** The CRC-32 a header of `headerSize` bytes at `bytes[0..]` must carry: computed with its own CRC field zeroed. */

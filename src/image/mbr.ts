@@ -27,8 +27,11 @@ export const MBR = struct(
   { size: 512 },
 );
 
+/** An MBR as MBR reads it, every field as stored. */
 export type Mbr = StructValue<typeof MBR.fields>;
+/** Signature as a little-endian u16: the bytes 55 AA at offset 510. */
 export const MBR_SIGNATURE = 0xaa55;
+/** The OSType of a GPT protective partition record [UEFI spec 2.10 Table 5.4]. */
 export const GPT_PROTECTIVE_TYPE = 0xee;
 
 /**

@@ -1,10 +1,11 @@
 /**
  * Legacy VHD ("conectix", Virtual PC / Hyper-V generation 1) images, read as the virtual disk they hold.
  *
- * Layout (Microsoft Virtual Hard Disk Image Format Specification 1.0: "Hard Disk Footer Format", "Dynamic Disk Header Format"): a fixed image is the
- * raw disk followed by a 512-byte footer; a dynamic one is a footer copy at offset 0, a 1 KiB dynamic header, a block
- * allocation table (BAT) and blocks, each a sector bitmap followed by the block's data, then the footer again at the
- * end. Every integer is big-endian. Differencing images need their parent and are refused.
+ * Layout (Microsoft Virtual Hard Disk Image Format Specification 1.0, "Hard Disk Footer Format" and "Dynamic Disk
+ * Header Format"): a fixed image is the raw disk followed by a 512-byte footer; a dynamic one is a footer copy at
+ * offset 0, a 1 KiB dynamic header, a block allocation table (BAT) and blocks, each a sector bitmap followed by the
+ * block's data, then the footer again at the end. Every integer is big-endian. Differencing images need their parent
+ * and are refused.
  *
  * Every value read from the file is untrusted: offsets and sizes are checked against the file size before they are
  * used, nothing is allocated from a claimed size before that check, and 64-bit offsets stay exact (no 32-bit bitwise
@@ -16,7 +17,9 @@ import { array, at, latin1, struct, u16be, u32be, u64beBig, u8, utf16be, uuid, t
 import { sliceSource } from '../io/slice.js';
 import { readExactly, type ByteSource } from '../io/source.js';
 
+/** Bytes of the hard disk footer. */
 export const VHD_FOOTER_SIZE = 512;
+/** Bytes of the dynamic disk header. */
 export const VHD_DYNAMIC_HEADER_SIZE = 1024;
 const SECTOR = 512;
 
@@ -51,6 +54,7 @@ export const VHD_FOOTER = struct(
   },
   { size: VHD_FOOTER_SIZE },
 );
+/** A footer as VHD_FOOTER reads it, every field as stored. */
 export type VhdFooterValue = StructValue<typeof VHD_FOOTER.fields>;
 
 /** A parent locator entry [VHD spec "Dynamic Disk Header Format", Parent Locator Entries]. */
@@ -81,6 +85,7 @@ export const VHD_DYNAMIC_HEADER = struct(
   },
   { size: VHD_DYNAMIC_HEADER_SIZE },
 );
+/** A dynamic header as VHD_DYNAMIC_HEADER reads it, every field as stored. */
 export type VhdDynamicHeaderValue = StructValue<typeof VHD_DYNAMIC_HEADER.fields>;
 
 const FOOTER_COOKIE = 'conectix';
@@ -110,7 +115,7 @@ export interface VhdInfo {
   creatorHostOs: string;
   created: Date;
   /**
-   * The footer's unique id, its bytes printed in order (the reference calls it big-endian). Hyper-V appears to store
+   * The footer's unique id, its bytes printed in order (the VHD spec stores every field big-endian). Hyper-V appears to store
    * it as a mixed-endian GUID (its sample's version nibble is in byte 7), so compare ids as bytes, not as GUIDs.
    */
   uniqueId: string;

@@ -1,5 +1,25 @@
 import { describe, expect, it } from 'vitest';
-import { at, bytes, guid, latin1, struct, u16be, u16le, u32be, u32le, u64be, u64le, u64leBig, u8, utf16le, uuid } from '../../src/binary/struct.js';
+import {
+  array,
+  at,
+  bytes,
+  chars,
+  guid,
+  latin1,
+  struct,
+  u16be,
+  u16le,
+  u32be,
+  u32le,
+  u64be,
+  u64beBig,
+  u64le,
+  u64leBig,
+  u8,
+  utf16be,
+  utf16le,
+  uuid,
+} from '../../src/binary/struct.js';
 import { toHex } from '../../src/binary/bytes.js';
 import { VerityError } from '../../src/errors.js';
 
@@ -107,5 +127,40 @@ describe('struct', () => {
   it('refuses declarations whose fields overlap or overrun the size', () => {
     expect(() => struct('Bad', { a: at(0, u32le), b: at(2, u16le) })).toThrow(expect.objectContaining({ code: 'E_INTERNAL' }));
     expect(() => struct('Bad', { a: at(0, u32le) }, { size: 2 })).toThrow(expect.objectContaining({ code: 'E_INTERNAL' }));
+  });
+});
+
+describe('fields the VHD and VHDX layouts add', () => {
+  it('u64beBig keeps a big-endian value whole, past 2^53', () => {
+    const b = new Uint8Array(8);
+    u64beBig.put(b, 0, 2n ** 63n + 5n);
+    expect(hex(b)).toBe('8000000000000005');
+    expect(u64beBig.get(b, 0)).toBe(2n ** 63n + 5n);
+  });
+
+  it('utf16be is big-endian, stops at the first NUL and pads with NULs', () => {
+    const b = new Uint8Array(10).fill(0xee);
+    utf16be(10).put(b, 0, 'C:\\ä');
+    expect(hex(b)).toBe('0043003a005c00e40000');
+    expect(utf16be(10).get(b, 0)).toBe('C:\\ä');
+    expect(() => utf16be(4).put(b, 0, 'abc')).toThrow(expect.objectContaining({ code: 'E_PARAM' }));
+  });
+
+  it('chars keeps NULs and takes exactly n characters', () => {
+    const b = new Uint8Array(4);
+    chars(4).put(b, 0, 'ab\0d');
+    expect(hex(b)).toBe('61620064');
+    expect(chars(4).get(b, 0)).toBe('ab\0d');
+    expect(() => chars(4).put(b, 0, 'abc')).toThrow(expect.objectContaining({ code: 'E_PARAM' }));
+  });
+
+  it('array places its values back to back and wants exactly its count', () => {
+    const pair = array(u16be, 2);
+    expect(pair.len).toBe(4);
+    const b = new Uint8Array(4);
+    pair.put(b, 0, [0x0102, 0x0304]);
+    expect(hex(b)).toBe('01020304');
+    expect(pair.get(b, 0)).toEqual([0x0102, 0x0304]);
+    expect(() => pair.put(b, 0, [1])).toThrow(expect.objectContaining({ code: 'E_PARAM' }));
   });
 });

@@ -29,7 +29,7 @@ import {
   type GptTable,
 } from '../../src/image/gpt.js';
 import { encodeGuid, formatGuid } from '../../src/binary/guid.js';
-import { MBR } from '../../src/image/mbr.js';
+import { MBR, type Mbr } from '../../src/image/mbr.js';
 import { openVhd } from '../../src/image/vhd.js';
 import { sliceSource } from '../../src/io/slice.js';
 import { bytesSource, readExactly, type ByteSource } from '../../src/io/source.js';
@@ -158,6 +158,39 @@ describe('declared layouts (MBR, GPT header, GPT entry) read and write the same 
     roundTrips(disk, 512);
   });
 
+  it('a header and an entry survive serialise then parse: a 36-character name, high attribute bits, LBAs past 2^53', () => {
+    const entry = {
+      partitionTypeGuid: ROOT_X86_64,
+      uniquePartitionGuid: '11111111-2222-3333-4444-555555555555',
+      startingLba: 2n ** 60n,
+      endingLba: 2n ** 64n - 1n,
+      attributes: GPT_ATTRIBUTE.noAuto | GPT_ATTRIBUTE.growFileSystem | GPT_ATTRIBUTE.required,
+      partitionName: 'ä'.repeat(36),
+    };
+    expect(GPT_ENTRY.get(GPT_ENTRY.serialize(entry), 0)).toEqual(entry);
+    const header = {
+      signature: 'EFI PART',
+      revision: 0x00010000,
+      headerSize: GPT_HEADER.len,
+      headerCrc32: 0,
+      reserved: 0,
+      myLba: 1n,
+      alternateLba: 2n ** 63n,
+      firstUsableLba: 34n,
+      lastUsableLba: 2n ** 63n - 34n,
+      diskGuid: '00112233-4455-6677-8899-aabbccddeeff',
+      partitionEntryLba: 2n,
+      numberOfPartitionEntries: 128,
+      sizeOfPartitionEntry: 128,
+      partitionEntryArrayCrc32: 0xdeadbeef,
+    };
+    const bytes = serializeGptHeader(header);
+    const parsed = GPT_HEADER.get(bytes, 0);
+    expect(parsed).toEqual({ ...header, headerCrc32: parsed.headerCrc32 });
+    // The CRC is zlib's CRC-32 over the header with its CRC field zeroed.
+    expect(parsed.headerCrc32).toBe(zlibCrc32(GPT_HEADER.serialize(header)));
+  });
+
   it.skipIf(!SGDISK)(`on a disk written by sgdisk${skipReason({ sgdisk: SGDISK })}`, () => {
     const dir = mkdtempSync(join(tmpdir(), 'gpt-rt-'));
     try {
@@ -192,7 +225,7 @@ describe('building blocks', () => {
     expect(() => encodeGuid('not-a-guid')).toThrow(expect.objectContaining({ code: 'E_PARAM' }));
   });
 
-  it('the DPS table holds the 18 types of the reference, each once, under systemd names', () => {
+  it('the DPS table holds 18 types (UAPI DPS: x86-64, arm64 and architecture-independent), each once, under systemd names', () => {
     expect(DPS_TYPES).toHaveLength(18);
     expect(new Set(DPS_TYPES.map((t) => t.guid)).size).toBe(18);
     expect(dpsTypeByGuid(ROOT_X86_64.toUpperCase())?.name).toBe('root-x86-64');
@@ -494,13 +527,24 @@ describe('synthetic disks', () => {
 
     it('without a protective MBR the disk is not GPT; a hybrid MBR is reported', async () => {
       const disk = fresh();
-      disk[446 + 4] = 0x83;
+      const patchMbr = (change: (mbr: Mbr) => void) => {
+        const mbr = MBR.get(disk, 0);
+        change(mbr);
+        MBR.put(disk, 0, mbr);
+      };
+      patchMbr((mbr) => {
+        mbr.partitionRecords[0]!.osType = 0x83;
+      });
       const e = await failure(readGpt(bytesSource(disk)));
       expect(e.code).toBe('E_BAD_IMAGE');
       expect(e.message).toMatch(/no protective MBR/);
-      disk[446 + 16 + 4] = 0xee;
+      patchMbr((mbr) => {
+        mbr.partitionRecords[1]!.osType = 0xee;
+      });
       expect((await readGpt(bytesSource(disk))).mbr).toBe('hybrid');
-      disk[510] = 0;
+      patchMbr((mbr) => {
+        mbr.signature = 0;
+      });
       expect((await failure(readGpt(bytesSource(disk)))).code).toBe('E_BAD_IMAGE');
     });
 

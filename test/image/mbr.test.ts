@@ -36,7 +36,7 @@ function expectRoundTrip(sector: Uint8Array): void {
 }
 
 /** One MBR with the given OS types in its four records (0 = unused) and the 55 AA signature. */
-function mbrWithTypes(types: [number, number, number, number]): Uint8Array {
+function mbrWithTypes(types: readonly number[]): Uint8Array {
   const mbr = MBR.get(protectiveMbr(2048), 0);
   mbr.partitionRecords.forEach((r, i) => {
     r.osType = types[i]!;
@@ -82,12 +82,9 @@ describe('MBR declaration', () => {
     expect(classifyMbr(sector)).toBe('protective');
     const [theirs, ...unused] = MBR.get(sector, 0).partitionRecords;
     const [ours] = MBR.get(protectiveMbr((8 * MiB) / 512), 0).partitionRecords;
-    expect(theirs).toMatchObject({ osType: GPT_PROTECTIVE_TYPE, startingLba: 1, sizeInLba: (8 * MiB) / 512 - 1 });
-    expect({ osType: ours!.osType, startingLba: ours!.startingLba, sizeInLba: ours!.sizeInLba }).toEqual({
-      osType: theirs!.osType,
-      startingLba: theirs!.startingLba,
-      sizeInLba: theirs!.sizeInLba,
-    });
+    const record = { osType: GPT_PROTECTIVE_TYPE, startingLba: 1, sizeInLba: (8 * MiB) / 512 - 1 };
+    expect(theirs).toMatchObject(record);
+    expect(ours).toMatchObject(record);
     expect(unused.every((r) => r.osType === 0)).toBe(true);
   });
 
@@ -109,7 +106,7 @@ describe('classifyMbr', () => {
     ['DOS partitions without 0xEE', [0x83, 0x07, 0, 0], null],
     ['no partitions at all', [0, 0, 0, 0], null],
   ] as const)('%s', (_what, types, expected) => {
-    expect(classifyMbr(mbrWithTypes([...types] as [number, number, number, number]))).toBe(expected);
+    expect(classifyMbr(mbrWithTypes(types))).toBe(expected);
   });
 
   it('is null without the 55 AA signature or with fewer than 512 bytes', () => {

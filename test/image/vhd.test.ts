@@ -9,7 +9,15 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { isAllZero } from '../../src/binary/bytes.js';
-import { openVhd, sealVhdChecksum, VHD_DYNAMIC_HEADER, VHD_FOOTER, type VhdDynamicHeaderValue, type VhdFooterValue } from '../../src/image/vhd.js';
+import { u32be } from '../../src/binary/struct.js';
+import {
+  openVhd,
+  sealVhdChecksum,
+  VHD_DYNAMIC_HEADER,
+  VHD_FOOTER,
+  type VhdDynamicHeaderValue,
+  type VhdFooterValue,
+} from '../../src/image/vhd.js';
 import { bytesSource, type ByteSource } from '../../src/io/source.js';
 import { Rng } from '../support/rng.js';
 import { tempDirPerTest } from '../support/tree-damage.js';
@@ -68,9 +76,12 @@ async function failure(p: Promise<unknown>): Promise<{ code: string; message: st
 
 const FOOTER_CHECKSUM = VHD_FOOTER.fields.checksum.offset;
 const DYNAMIC_CHECKSUM = VHD_DYNAMIC_HEADER.fields.checksum.offset;
+/** A byte of the footer's reserved area (after Saved State): no field reads it, but the checksum covers it. */
+const FOOTER_RESERVED_BYTE = 300;
 
-function view(bytes: Uint8Array): DataView {
-  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+/** Where the dynamic header of `file` is: the Data Offset of its footer copy at 0. */
+function dynamicHeaderAt(file: Uint8Array): number {
+  return Number(VHD_FOOTER.get(file, 0).dataOffset);
 }
 
 /** Changes fields of the footer at `at` and re-seals its checksum. */
@@ -90,6 +101,7 @@ function patchDynamic(file: Uint8Array, at: number, changes: Partial<VhdDynamicH
   sealVhdChecksum(file.subarray(at, at + VHD_DYNAMIC_HEADER.len), DYNAMIC_CHECKSUM);
 }
 
+/** A sealed footer of disk type `type` (2 fixed, 3 dynamic, 4 differencing). */
 function footer(type: 2 | 3 | 4, currentSize: number, dataOffset: bigint): Uint8Array {
   const bytes = VHD_FOOTER.serialize({
     cookie: 'conectix',
@@ -137,6 +149,32 @@ interface SyntheticBlock {
   data: Uint8Array;
 }
 
+const NO_LOCATOR = { platformCode: '', platformDataSpace: 0, platformDataLength: 0, reserved: 0, platformDataOffset: 0n };
+
+/** A sealed dynamic header (a differencing one when `parentName` is given). */
+function dynamicHeader(o: { tableOffset: number; maxTableEntries: number; blockSize: number; parentName?: string }): Uint8Array {
+  const bytes = VHD_DYNAMIC_HEADER.serialize({
+    cookie: 'cxsparse',
+    dataOffset: 2n ** 64n - 1n,
+    tableOffset: BigInt(o.tableOffset),
+    headerVersion: 0x00010000,
+    maxTableEntries: o.maxTableEntries,
+    blockSize: o.blockSize,
+    checksum: 0,
+    parentUniqueId: '00000000-0000-0000-0000-000000000000',
+    parentTimestamp: 0,
+    reserved: 0,
+    parentUnicodeName: o.parentName ?? '',
+    parentLocators: Array.from({ length: 8 }, () => NO_LOCATOR),
+  });
+  return sealVhdChecksum(bytes, DYNAMIC_CHECKSUM);
+}
+
+/** The layout syntheticDynamic writes: footer copy, dynamic header right after it, then the BAT. */
+const SYNTHETIC_HEADER_AT = VHD_FOOTER.len;
+const SYNTHETIC_BAT_AT = SYNTHETIC_HEADER_AT + VHD_DYNAMIC_HEADER.len;
+const UNALLOCATED = 0xffffffff;
+
 /**
  * A dynamic VHD: footer copy at 0, dynamic header at 512, BAT at 1536, the given blocks (each a 0xFF bitmap and its
  * data) at their sectors, footer at the end of a file of `fileSize` bytes.
@@ -144,32 +182,19 @@ interface SyntheticBlock {
 function syntheticDynamic(o: { currentSize: number; blockSize: number; fileSize: number; blocks: SyntheticBlock[]; maxEntries?: number; parentName?: string }) {
   const entries = o.maxEntries ?? Math.ceil(o.currentSize / o.blockSize);
   const bitmapBytes = Math.ceil(o.blockSize / 512 / 8 / 512) * 512;
-  const head = new Uint8Array(1536 + Math.ceil((entries * 4) / 512) * 512);
-  head.set(footer(o.parentName === undefined ? 3 : 4, o.currentSize, 512n), 0);
-  const noLocator = { platformCode: '', platformDataSpace: 0, platformDataLength: 0, reserved: 0, platformDataOffset: 0n };
-  const dynamic = VHD_DYNAMIC_HEADER.serialize({
-    cookie: 'cxsparse',
-    dataOffset: 2n ** 64n - 1n,
-    tableOffset: 1536n,
-    headerVersion: 0x00010000,
-    maxTableEntries: entries,
-    blockSize: o.blockSize,
-    checksum: 0,
-    parentUniqueId: '00000000-0000-0000-0000-000000000000',
-    parentTimestamp: 0,
-    reserved: 0,
-    parentUnicodeName: o.parentName ?? '',
-    parentLocators: Array.from({ length: 8 }, () => noLocator),
-  });
-  head.set(sealVhdChecksum(dynamic, DYNAMIC_CHECKSUM), 512);
-  const bat = view(head.subarray(1536));
-  for (let i = 0; i < entries; i++) bat.setUint32(4 * i, 0xffffffff);
+  const head = new Uint8Array(SYNTHETIC_BAT_AT + Math.ceil((entries * 4) / 512) * 512);
+  head.set(footer(o.parentName === undefined ? 3 : 4, o.currentSize, BigInt(SYNTHETIC_HEADER_AT)), 0);
+  const header = dynamicHeader({ tableOffset: SYNTHETIC_BAT_AT, maxTableEntries: entries, blockSize: o.blockSize, parentName: o.parentName });
+  head.set(header, SYNTHETIC_HEADER_AT);
+  // The BAT: one big-endian sector number per block.
+  const bat = head.subarray(SYNTHETIC_BAT_AT);
+  for (let i = 0; i < entries; i++) u32be.put(bat, 4 * i, UNALLOCATED);
   const regions: [number, Uint8Array][] = [[0, head]];
   for (const b of o.blocks) {
-    bat.setUint32(4 * b.index, b.sector);
+    u32be.put(bat, 4 * b.index, b.sector);
     regions.push([b.sector * 512, new Uint8Array(bitmapBytes).fill(0xff)], [b.sector * 512 + bitmapBytes, b.data]);
   }
-  regions.push([o.fileSize - 512, head.slice(0, 512)]);
+  regions.push([o.fileSize - VHD_FOOTER.len, head.slice(0, VHD_FOOTER.len)]);
   return sparseSource(o.fileSize, regions);
 }
 
@@ -201,6 +226,17 @@ describe('declared layouts (footer, dynamic header) read and write the same byte
     const bytes = footer(3, 5 * MiB + 512, 512n);
     expect(VHD_FOOTER.serialize(VHD_FOOTER.get(bytes, 0))).toEqual(bytes);
     expect(VHD_FOOTER.get(bytes, 0)).toMatchObject({ cookie: 'conectix', currentSize: BigInt(5 * MiB + 512), diskType: 3, creatorHostOs: 'Wi2k' });
+  });
+
+  it('on a synthetic differencing header: the parent name, the parent locators and 64-bit offsets survive a round trip', () => {
+    const value = VHD_DYNAMIC_HEADER.get(dynamicHeader({ tableOffset: 2 ** 40 + 512, maxTableEntries: 3, blockSize: 2 * MiB, parentName: 'C:\\VMs\\bäse.vhd' }), 0);
+    value.parentUniqueId = '00112233-4455-6677-8899-aabbccddeeff';
+    value.parentLocators[0] = { platformCode: 'W2ku', platformDataSpace: 1, platformDataLength: 30, reserved: 0, platformDataOffset: 2n ** 33n };
+    value.parentLocators[7] = { platformCode: 'W2ru', platformDataSpace: 2, platformDataLength: 24, reserved: 0, platformDataOffset: 1536n };
+    const bytes = sealVhdChecksum(VHD_DYNAMIC_HEADER.serialize(value), DYNAMIC_CHECKSUM);
+    const parsed = VHD_DYNAMIC_HEADER.get(bytes, 0);
+    expect(parsed).toEqual({ ...value, checksum: parsed.checksum });
+    expect(VHD_DYNAMIC_HEADER.serialize(parsed)).toEqual(bytes);
   });
 });
 
@@ -353,7 +389,7 @@ describe('images written by qemu-img 7.2', () => {
     patchFooter(file, at, { currentSize: BigInt(file.length) });
     expect(await failure(openVhd(bytesSource(file)))).toMatchObject({ code: 'E_TRUNCATED' });
     // A fixed image has no footer copy to fall back on.
-    flip(file, at + 100, 1);
+    flip(file, at + FOOTER_RESERVED_BYTE, 1);
     const bad = await failure(openVhd(bytesSource(file)));
     expect(bad.code).toBe('E_BAD_IMAGE');
     expect(bad.message).toMatch(/footer checksum mismatch/);
@@ -404,19 +440,19 @@ describe('damage and unsupported images (on hyperv2012r2-dynamic.vhd)', () => {
 
   it('a damaged footer at the end falls back to the copy at offset 0, and a damaged copy is a warning', async () => {
     const endDamaged = sample();
-    flip(endDamaged, endDamaged.length - 512 + 300, 0x40);
+    flip(endDamaged, endDamaged.length - VHD_FOOTER.len + FOOTER_RESERVED_BYTE, 0x40);
     const a = await openVhd(bytesSource(endDamaged));
     expect(a.info.footer).toBe('start');
     expect(a.size).toBe(136365211648);
     expect(a.info.warnings).toEqual([expect.stringMatching(/footer checksum mismatch: stored 0xffffe9db, computed 0xffffe99b/)]);
 
     const copyDamaged = sample();
-    flip(copyDamaged, 300, 0x40);
+    flip(copyDamaged, FOOTER_RESERVED_BYTE, 0x40);
     const b = await openVhd(bytesSource(copyDamaged));
     expect(b.info.footer).toBe('end');
     expect(b.info.warnings).toEqual([expect.stringMatching(/footer copy at offset 0 is damaged/)]);
 
-    flip(endDamaged, 300, 0x40);
+    flip(endDamaged, FOOTER_RESERVED_BYTE, 0x40);
     const both = await failure(openVhd(bytesSource(endDamaged)));
     expect(both.code).toBe('E_BAD_IMAGE');
     expect(both.message).toMatch(/footer at offset 265728 has footer checksum mismatch.*offset 0 holds no usable copy/);
@@ -424,15 +460,15 @@ describe('damage and unsupported images (on hyperv2012r2-dynamic.vhd)', () => {
 
   it('a damaged dynamic header, a bad block size or too short a table is E_BAD_IMAGE', async () => {
     const header = sample();
-    flip(header, 0x200 + 700, 1);
+    flip(header, dynamicHeaderAt(header) + VHD_DYNAMIC_HEADER.fields.parentUnicodeName.offset, 1);
     expect(await failure(openVhd(bytesSource(header)))).toMatchObject({ code: 'E_BAD_IMAGE', message: expect.stringMatching(/dynamic header checksum mismatch/) });
 
     const blockSize = sample();
-    patchDynamic(blockSize, 0x200, { blockSize: 3 * MiB });
+    patchDynamic(blockSize, dynamicHeaderAt(blockSize), { blockSize: 3 * MiB });
     expect(await failure(openVhd(bytesSource(blockSize)))).toMatchObject({ code: 'E_BAD_IMAGE', message: expect.stringMatching(/block size 3145728 is not a power of two/) });
 
     const table = sample();
-    patchDynamic(table, 0x200, { maxTableEntries: 65023 });
+    patchDynamic(table, dynamicHeaderAt(table), { maxTableEntries: 65023 });
     expect(await failure(openVhd(bytesSource(table)))).toMatchObject({ code: 'E_BAD_IMAGE', message: expect.stringMatching(/65023 entries, but .* need 65024/) });
 
     const headerOffset = sample();

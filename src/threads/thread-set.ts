@@ -1,0 +1,157 @@
+/**
+ * The threads of a hash pool: starting them (also from TypeScript sources under vitest/tsx), requests and their
+ * replies, keeping the process alive only while requests are outstanding, and failing everything at once when a
+ * thread dies or the pool closes.
+ */
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { VerityError } from '../errors.js';
+import type { FromWorker, PoolInner, ToWorker, WorkerInit } from './protocol.js';
+
+interface Pending {
+  resolve(): void;
+  reject(e: Error): void;
+}
+
+export function internal(message: string, cause?: unknown): VerityError {
+  return new VerityError('E_INTERNAL', message, cause === undefined ? undefined : { cause });
+}
+
+/** A worker running hash-worker: the compiled .js beside this file, or under vitest/tsx the .ts through tsx. */
+function spawn(init: WorkerInit): Worker {
+  const here = import.meta.url;
+  if (!here.endsWith('.ts')) return new Worker(new URL('./hash-worker.js', here), { workerData: init });
+  // `--import tsx` in a worker's execArgv is not honoured reliably on Node 20, so register tsx's loader first.
+  // The ESM build of tsx's API (its CommonJS build cannot register the ESM loader in a worker).
+  const tsx =
+    typeof import.meta.resolve === 'function'
+      ? import.meta.resolve('tsx/esm/api')
+      : pathToFileURL(createRequire(here).resolve('tsx/esm/api')).href.replace(/\.cjs$/, '.mjs');
+  const entry = new URL('./hash-worker.ts', here).href;
+  const code =
+    `import(${JSON.stringify(tsx)}).then((m) => { m.register(); ` +
+    `return import(${JSON.stringify(entry)}); });`;
+  return new Worker(code, { eval: true, workerData: init });
+}
+
+export class ThreadSet {
+  readonly threads: Worker[] = [];
+  /** The largest kernel scratch a thread reported (wasm-simd), once every thread is ready. */
+  scratchBytes: number | undefined;
+  /** Set once closed or broken; every later request rejects with it. */
+  failure: VerityError | undefined;
+  private readonly pending = new Map<number, Pending>();
+  private nextRequest = 1;
+  private readonly ready: Promise<void>;
+  private settleReady!: { resolve(): void; reject(e: Error): void };
+  /** Outstanding requests; the threads keep the process alive only while there are some. */
+  private busy = 0;
+
+  /** Starts `count` threads; `onFail` runs once when the set fails (a thread died, or close). */
+  constructor(
+    count: number,
+    inner: PoolInner,
+    private readonly onFail: () => void,
+  ) {
+    this.ready = new Promise<void>((resolve, reject) => (this.settleReady = { resolve, reject }));
+    this.ready.catch(() => {});
+    let waiting = count;
+    this.enter();
+    for (let index = 0; index < count; index++) {
+      const worker = spawn({ kind: 'dm-verity hash pool', inner, index });
+      worker.on('message', (m: FromWorker) => {
+        if (m.t === 'ready') {
+          this.scratchBytes = Math.max(this.scratchBytes ?? 0, m.scratchBytes);
+          if (--waiting === 0) {
+            this.leave();
+            this.settleReady.resolve();
+          }
+          return;
+        }
+        const p = this.pending.get(m.req);
+        if (!p) return;
+        this.pending.delete(m.req);
+        if (m.t === 'done') p.resolve();
+        else {
+          // The code and data of a VerityError thrown in the thread reach the caller.
+          const cause = VerityError.fromJSON(m.error);
+          p.reject(new VerityError(cause.code, `Hash worker ${index} (${inner}) failed: ${cause.message}`, { data: cause.data }));
+        }
+      });
+      worker.on('error', (e) => this.fail(internal(`Hash worker ${index} (${inner}) crashed: ${e.message}`, e)));
+      worker.on('messageerror', (e) => this.fail(internal(`Hash worker ${index} sent an unreadable message.`, e)));
+      worker.on('exit', (code) => this.fail(internal(`Hash worker ${index} (${inner}) exited with code ${code}.`)));
+      this.threads.push(worker);
+    }
+  }
+
+  get count(): number {
+    return this.threads.length;
+  }
+
+  async whenReady(): Promise<void> {
+    if (this.failure) throw this.failure;
+    await this.ready;
+  }
+
+  /** Posts a message that needs no reply (an arena, a test fault). */
+  post(index: number, message: ToWorker): void {
+    this.threads[index]!.postMessage(message);
+  }
+
+  /** Sends `message` (with a fresh request id) to thread `index`; settles with its reply. */
+  request(index: number, message: Extract<ToWorker, { req: number }>): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    const req = this.nextRequest++;
+    return new Promise<void>((resolve, reject) => {
+      this.enter();
+      this.pending.set(req, {
+        resolve: () => {
+          this.leave();
+          resolve();
+        },
+        reject: (e) => {
+          this.leave();
+          reject(e);
+        },
+      });
+      this.threads[index]!.postMessage({ ...message, req });
+    });
+  }
+
+  /** Sends `message` to every thread and waits for all of them, even after a failure; rejects with the first. */
+  async requestAll(message: Extract<ToWorker, { req: number }>): Promise<void> {
+    const results = await Promise.allSettled(this.threads.map((_, i) => this.request(i, message)));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  /** Rejects everything pending and later with `error`, and ends the threads. */
+  fail(error: VerityError): void {
+    if (this.failure) return;
+    this.failure = error;
+    this.onFail();
+    this.settleReady.reject(error);
+    const pending = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of pending) p.reject(error);
+    for (const worker of this.threads) {
+      worker.unref();
+      void worker.terminate();
+    }
+  }
+
+  async close(error: VerityError): Promise<void> {
+    this.fail(error);
+    await Promise.all(this.threads.map((w) => w.terminate()));
+  }
+
+  private enter(): void {
+    if (this.busy++ === 0) for (const w of this.threads) w.ref();
+  }
+
+  private leave(): void {
+    if (--this.busy === 0) for (const w of this.threads) w.unref();
+  }
+}
