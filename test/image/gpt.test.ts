@@ -40,6 +40,7 @@ import { Rng } from '../support/rng.js';
 import { tempDirPerTest } from '../support/tree-damage.js';
 import { hasVeritysetup, NEEDS_VERITYSETUP, veritysetup } from '../support/veritysetup-bin.js';
 import { findTool } from '../support/tools.js';
+import { failure } from '../support/sources.js';
 
 const MiB = 1 << 20;
 
@@ -65,15 +66,6 @@ function run(cmd: string | null, args: string[], input?: string): string {
 /** Flips the bits `mask` of the byte at `at`. */
 function flip(bytes: Uint8Array, at: number, mask: number): void {
   bytes[at] = bytes[at]! ^ mask;
-}
-
-async function failure(p: Promise<unknown> | (() => unknown)): Promise<{ code: string; message: string }> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    return { code: (e as { code: string }).code, message: (e as Error).message };
-  }
-  throw new Error('expected a failure');
 }
 
 function sgdiskDisk(path: string, sizeMiB: number, args: string[]): Uint8Array {

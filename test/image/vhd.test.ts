@@ -22,6 +22,7 @@ import { bytesSource, type ByteSource } from '../../src/io/source.js';
 import { Rng } from '../support/rng.js';
 import { tempDirPerTest } from '../support/tree-damage.js';
 import { findTool } from '../support/tools.js';
+import { failure, readAt } from '../support/sources.js';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'vhd');
 const MiB = 1 << 20;
@@ -51,22 +52,6 @@ async function readAll(source: ByteSource): Promise<Uint8Array> {
   const out = new Uint8Array(source.size);
   expect(await source.read(out, 0)).toBe(source.size);
   return out;
-}
-
-async function readAt(source: ByteSource, position: number, length: number): Promise<Uint8Array> {
-  const out = new Uint8Array(length);
-  const n = await source.read(out, position);
-  return out.subarray(0, n);
-}
-
-/** Resolves with the VerityError code (and message) the promise rejects with. */
-async function failure(p: Promise<unknown>): Promise<{ code: string; message: string }> {
-  try {
-    await p;
-  } catch (e) {
-    return { code: (e as { code: string }).code, message: (e as Error).message };
-  }
-  throw new Error('expected a rejection');
 }
 
 // ---------------------------------------------------------------------------------------------------------------------

@@ -1,22 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { sliceSource } from '../../src/io/slice.js';
-import { bytesSource, type ByteSource } from '../../src/io/source.js';
-
-async function readAt(source: ByteSource, position: number, length: number): Promise<Uint8Array> {
-  const out = new Uint8Array(length);
-  const n = await source.read(out, position);
-  return out.subarray(0, n);
-}
-
-/** Resolves with the VerityError code (and message) the promise rejects with. */
-async function failure(p: Promise<unknown>): Promise<{ code: string; message: string }> {
-  try {
-    await p;
-  } catch (e) {
-    return { code: (e as { code: string }).code, message: (e as Error).message };
-  }
-  throw new Error('expected a rejection');
-}
+import { bytesSource } from '../../src/io/source.js';
+import { failure, readAt } from '../support/sources.js';
 
 describe('sliceSource', () => {
   const bytes = Uint8Array.from({ length: 100 }, (_, i) => i);
