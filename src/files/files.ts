@@ -55,20 +55,25 @@ export async function openFileSource(path: string): Promise<FileSource> {
       path,
       stats,
       size,
-      async read(dst, position) {
-        try {
-          const { bytesRead } = await handle.read(dst, 0, dst.length, position);
-          return bytesRead;
-        } catch (e) {
-          throw ioError(e, path, 'read');
-        }
-      },
+      read: positionalRead(handle, path),
       close: () => handle.close(),
     };
   } catch (e) {
     await handle.close();
     throw e;
   }
+}
+
+/** `ByteSource.read` over an open file: a positional read, failing with a message that names the file. */
+function positionalRead(handle: fs.FileHandle, path: string): (dst: Uint8Array, position: number) => Promise<number> {
+  return async (dst, position) => {
+    try {
+      const { bytesRead } = await handle.read(dst, 0, dst.length, position);
+      return bytesRead;
+    } catch (e) {
+      throw ioError(e, path, 'read');
+    }
+  };
 }
 
 export interface FileSink extends ReadWriteSink {
@@ -89,14 +94,7 @@ function sinkOver(handle: fs.FileHandle, path: string): FileSink {
         throw ioError(e, path, 'write');
       }
     },
-    async read(dst, position) {
-      try {
-        const { bytesRead } = await handle.read(dst, 0, dst.length, position);
-        return bytesRead;
-      } catch (e) {
-        throw ioError(e, path, 'read');
-      }
-    },
+    read: positionalRead(handle, path),
     sync: () => handle.sync(),
     close: () => handle.close(),
   };
