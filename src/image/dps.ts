@@ -1,7 +1,7 @@
 /**
- * Partition type GUIDs of the UAPI Discoverable Partitions Specification (DPS, "Defined Partition Type UUIDs"), as
- * listed in the UAPI Discoverable Partitions Specification, with the names systemd gives them (`systemd-repart` Type=, `systemd-dissect`):
- * `root-x86-64`, `root-x86-64-verity`, `usr-arm64-verity-sig`, `esp`, …
+ * Partition type GUIDs of the UAPI Discoverable Partitions Specification (DPS, "Defined Partition Type UUIDs"), with
+ * the names systemd gives them (`systemd-repart` Type=, `systemd-dissect`): `root-x86-64`, `root-x86-64-verity`,
+ * `usr-arm64-verity-sig`, `esp`, …
  */
 
 export type DpsArchitecture = 'x86-64' | 'arm64';
@@ -33,7 +33,7 @@ export interface DpsType {
 
 type ArchitectureRole = 'root' | 'root-verity' | 'root-verity-sig' | 'usr' | 'usr-verity' | 'usr-verity-sig';
 
-/** Per-architecture GUIDs, in the order of the reference table's rows. */
+/** Per-architecture GUIDs, in the order of the specification's table rows. */
 const PER_ARCHITECTURE: Record<DpsArchitecture, Record<ArchitectureRole, string>> = {
   'x86-64': {
     root: '4f68bce3-e8cd-4db1-96e7-fbcaf984b709',
