@@ -51,14 +51,31 @@ export function formatUuid(bytes: Uint8Array): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
-/** Random bytes from the Web Crypto API, present in Node 20 and in browsers. */
+/**
+ * Random bytes from the Web Crypto API's getRandomValues, present in Node and in every browser, also on plain-http
+ * pages (where randomUUID is not). Without it there is no secure random source, and a salt or UUID must be given.
+ */
 export function randomBytes(length: number): Uint8Array {
+  const crypto = (globalThis as { crypto?: { getRandomValues?<T extends Uint8Array>(array: T): T } }).crypto;
+  if (typeof crypto?.getRandomValues !== 'function') {
+    throw new VerityError(
+      'E_UNSUPPORTED',
+      'This runtime has no secure random source (crypto.getRandomValues): give the salt and the UUID explicitly.',
+    );
+  }
   const out = new Uint8Array(length);
-  globalThis.crypto.getRandomValues(out);
+  // getRandomValues fills at most 65,536 bytes per call.
+  for (let at = 0; at < length; at += 65536) crypto.getRandomValues(out.subarray(at, Math.min(length, at + 65536)));
   return out;
 }
 
-/** A random version-4 UUID, as uuid_generate() makes when libuuid has a random source. */
+/**
+ * A random version-4 UUID (RFC 9562 §5.4), as uuid_generate() makes when libuuid has a random source. Built from
+ * getRandomValues rather than crypto.randomUUID, which browsers offer only in secure contexts.
+ */
 export function randomUuid(): string {
-  return globalThis.crypto.randomUUID();
+  const b = randomBytes(16);
+  b[6] = (b[6]! & 0x0f) | 0x40; // version 4
+  b[8] = (b[8]! & 0x3f) | 0x80; // variant 10
+  return formatUuid(b);
 }

@@ -17,6 +17,15 @@ function removeTemporariesAndExit(): void {
   process.exit(EXIT.INTERRUPTED);
 }
 process.once('SIGINT', removeTemporariesAndExit);
+// A reader that went away (`verity verify --json | head -c 100`) or a full disk must not replace the command's exit
+// status with a stack trace: output that cannot be written is dropped, with one line on stderr for a real error.
+let outputLost = false;
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (outputLost) return;
+  outputLost = true;
+  if (e.code !== 'EPIPE') process.stderr.write(`verity: cannot write the output: ${e.message}\n`);
+});
+process.stderr.on('error', () => {});
 process.once('SIGTERM', removeTemporariesAndExit);
 
 process.exitCode = await runCli(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr });

@@ -2,7 +2,7 @@
  * Text output. The header block is byte-for-byte what veritysetup 2.6.1 prints for `format` and `dump`
  * (lib/verity/verity.c: VERITY_dump), so scripts that grep it keep working.
  */
-import { toHex } from '../binary/bytes.js';
+import { bytesEqual, toHex } from '../binary/bytes.js';
 import type { TreeGeometry } from '../format/geometry.js';
 import type { VerityParams } from '../format/params.js';
 import type { VerifyResult } from '../tree/verify.js';
@@ -63,6 +63,13 @@ export function renderVerify(result: VerifyResult, params: VerityParams): string
   }
   if (result.status === 'root-mismatch') {
     lines.push(`Root hash mismatch: the hash tree's root is ${toHex(result.actualRoot)}, expected ${toHex(result.expectedRoot)}.`);
+  } else if (!bytesEqual(result.actualRoot, result.expectedRoot)) {
+    // The top block itself does not match: blamed as corrupted (nothing above vouches for it), which hides everything
+    // below it. Say so, since the likelier cause may be a root hash that is not this image's.
+    lines.push(
+      `Root hash mismatch: the top hash block hashes to ${toHex(result.actualRoot)}, expected ${toHex(result.expectedRoot)}. ` +
+        'Either the top block is damaged or the root hash given is not this image\'s; nothing below it can be checked.',
+    );
   }
   const parts = [];
   if (dataBad > 0) parts.push(plural(dataBad, 'corrupted data block'));

@@ -5,10 +5,11 @@
  * process exit codes and that no stack trace reaches stderr (`npm test` builds dist/ first).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
-import { type CliRun, expectFailure, expectNoStackTrace, runCaptured, spawnBuiltCli } from '../support/cli-harness.js';
+import { BUILT_CLI, type CliRun, expectFailure, expectNoStackTrace, runCaptured, spawnBuiltCli } from '../support/cli-harness.js';
 import { makeData } from '../support/data.js';
 import { flipByte, tempDirPerTest, writeAt } from '../support/tree-damage.js';
 import { hasVeritysetup, NEEDS_VERITYSETUP, veritysetup } from '../support/veritysetup-bin.js';
@@ -293,6 +294,16 @@ describe('verify outcomes', () => {
     expect(corrupt.stdout).toBe(
       'Verification failed: 1 corrupted data block.\nCorrupted data blocks (1 in 1 range):\n  block 7 at data bytes 28672-32767\n',
     );
+  });
+
+  it('a wrong root hash over a damaged tree: the text says the root hash did not match, as the JSON does', async () => {
+    const f = await fixture();
+    flipByte(f.hash, 3 * 4096 + 100); // a level-0 hash block: the tree is damaged below an intact top block
+    const r = await runCaptured(['verify', f.data, f.hash, otherRoot(f.root)]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toMatch(new RegExp(`^Root hash mismatch: the top hash block hashes to ${f.root}, expected ${otherRoot(f.root)}\\.`));
+    const json = parseOneJson(await runCaptured(['verify', f.data, f.hash, otherRoot(f.root), '--json']));
+    expect(json.rootHash).toMatchObject({ expected: otherRoot(f.root), actual: f.root, matches: false });
   });
 
   it('a superblock that disagrees with the options given: a warning, and the superblock wins', async () => {
@@ -589,6 +600,35 @@ describe('the built CLI as a process', () => {
     const corrupt = spawnBuiltCli(['verify', f.data, f.hash, f.root]);
     expect(corrupt.code).toBe(2);
     expect(corrupt.stderr).toBe('Verification failed at position 12288.\nVerification of data area failed.\n');
+  });
+
+  it('stdout closed by its reader (| head): the exit status is still the command\'s, with no stack trace', async () => {
+    const f = await fixture();
+    flipByte(f.data, 3 * 4096);
+    const env = { ...process.env };
+    delete env.VERITY_DEBUG;
+    const child = spawn(process.execPath, [BUILT_CLI, 'verify', f.data, f.hash, f.root, '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Closing the read end before the CLI writes makes its first write fail with EPIPE, whatever the output's size.
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += String(d)));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(stderr).not.toMatch(/EPIPE|^ {4}at /m);
+    expect(code).toBe(2);
+  });
+
+  it.skipIf(!existsSync('/dev/full'))(`a full disk under stdout: the command's exit status and one line on stderr${existsSync('/dev/full') ? '' : ' [SKIPPED: no /dev/full]'}`, async () => {
+    const f = await fixture();
+    const env = { ...process.env };
+    delete env.VERITY_DEBUG;
+    const full = openSync('/dev/full', 'w');
+    try {
+      const r = spawnSync(process.execPath, [BUILT_CLI, 'verify', f.data, f.hash, f.root, '--json'], { env, stdio: ['ignore', full, 'pipe'], encoding: 'utf8' });
+      expect(r.status).toBe(0);
+      expect(r.stderr).toBe('verity: cannot write the output: ENOSPC: no space left on device, write\n');
+    } finally {
+      closeSync(full);
+    }
   });
 
   it('--json: the process exit code equals exitCode in the one document on stdout', async () => {
