@@ -44,6 +44,8 @@ interface CommonFlags {
 }
 
 const PAGE_SIZE = 4096;
+/** The veritysetup release whose formats, output lines and options this CLI matches (golden vectors, differential test). */
+export const VERITYSETUP_VERSION = '2.6.1';
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 const blockSize = integer(MIN_BLOCK_SIZE, MAX_BLOCK_SIZE);
 const u64 = integer(0, Number.MAX_SAFE_INTEGER);
@@ -98,8 +100,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
 
   const program = new Command('verity')
     .description('dm-verity hash trees: format, verify, dump and inspect, compatible with veritysetup')
-    .helpOption('--help', 'show help')
-    .version(version, '-V, --version', 'print the version')
+    .helpOption('--help', 'show help (also -? and --usage, as in veritysetup)')
+    .version(`verity ${version} (compatible with veritysetup ${VERITYSETUP_VERSION})`, '-V, --version', 'print the version')
+    .option('-v, --verbose', 'print "Command successful." when a command succeeds, as veritysetup -v does')
+    .option('--debug', 'print the stack trace of an error (as VERITY_DEBUG=1)')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
     .configureOutput({ writeOut: out, writeErr: err });
@@ -201,8 +205,12 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       else out(renderHeader(hash, params, geometry));
     });
 
+  // veritysetup's other names for help; commander takes one help flag.
+  const args = argv.map((a) => (a === '-?' || a === '--usage' ? '--help' : a));
+  const globals = () => program.opts<{ verbose?: boolean; debug?: boolean }>();
   try {
-    await program.parseAsync([...argv], { from: 'user' });
+    await program.parseAsync(args, { from: 'user' });
+    if (exitCode === EXIT.OK && globals().verbose && !json) out('Command successful.\n');
     return exitCode;
   } catch (e) {
     if (e instanceof CommanderError) {
@@ -224,7 +232,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
           });
     const code = exitCodeForError(error.code);
     err(`verity ${command}: ${error.message}\n`);
-    if (process.env.VERITY_DEBUG && e instanceof Error && e.stack) err(e.stack + '\n');
+    if ((process.env.VERITY_DEBUG || globals().debug) && e instanceof Error && e.stack) err(e.stack + '\n');
     if (json) out(JSON.stringify(errorJson(command, error.toJSON(), code), null, 2) + '\n');
     return code;
   }

@@ -574,6 +574,37 @@ describe('files format writes, and inputs left alone', () => {
   });
 });
 
+describe('options scripts written for veritysetup use', () => {
+  it('-v prints "Command successful." after a command that succeeded, and nothing more after one that failed', async () => {
+    const f = await fixture();
+    const ok = await runCaptured(['-v', 'verify', f.data, f.hash, f.root]);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/\nCommand successful\.\n$/);
+    const after = await runCaptured(['verify', '--verbose', f.data, f.hash, f.root]);
+    expect(after.stdout).toMatch(/\nCommand successful\.\n$/);
+    const wrong = await runCaptured(['-v', 'verify', f.data, f.hash, otherRoot(f.root)]);
+    expect(wrong.code).toBe(3);
+    expect(wrong.stdout).not.toContain('Command successful.');
+  });
+
+  it('-? and --usage show the help; --version names the veritysetup release matched', async () => {
+    for (const flag of ['-?', '--usage']) {
+      const r = await runCaptured([flag]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^Usage: verity /);
+    }
+    const v = await runCaptured(['--version']);
+    expect(v.stdout).toMatch(/^verity \d+\.\d+\.\d+ \(compatible with veritysetup 2\.6\.1\)\n$/);
+  });
+
+  it('--debug adds the stack trace of an error, as VERITY_DEBUG does', async () => {
+    const f = await fixture();
+    const r = await runCaptured(['--debug', 'verify', f.data, join(f.dir, 'nope'), f.root]);
+    expect(r.code).toBe(4);
+    expect(r.stderr).toMatch(/^ {4}at /m);
+  });
+});
+
 describe('the built CLI as a process', () => {
   it('real exit codes 0, 1, 2, 3 and 4, and never a stack trace on stderr', async () => {
     const f = await fixture();
