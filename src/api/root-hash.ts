@@ -4,6 +4,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { fromHex } from '../binary/bytes.js';
+import { printable } from '../binary/printable.js';
 import { VerityError } from '../errors.js';
 import type { VerifyOptions } from './options.js';
 
@@ -26,7 +27,16 @@ function parseRootHashText(text: string, path: string, digestBytes: number): Uin
       { data: { path, expected: 2 * digestBytes, actual: text.length } },
     );
   }
-  return fromHex(text.slice(0, 2 * digestBytes), `root hash in ${path}`);
+  const head = text.slice(0, 2 * digestBytes);
+  if (!/^[0-9a-fA-F]*$/.test(head)) {
+    // veritysetup reads exactly that many characters from the start: whitespace or a prefix there is not skipped.
+    throw new VerityError(
+      'E_PARAM',
+      `Invalid root hash file ${path}: it must start with ${2 * digestBytes} hex digits, but begins with "${printable(head)}".`,
+      { data: { path } },
+    );
+  }
+  return fromHex(head, `root hash in ${path}`);
 }
 
 /**
@@ -40,7 +50,7 @@ export async function readRootHashFile(path: string, digestBytes: number): Promi
 /** The root hash a verify expects, read once; `bytes` checks and returns it for a known digest size. */
 export interface ExpectedRootHash {
   /** Before the parameters are known (to find a pair by it): the file's leading hex digits, or the given hash. */
-  readonly guess: Uint8Array;
+  guess(): Uint8Array;
   /** The root hash for `algorithm` digests of `digestBytes` bytes; E_PARAM when it has another length. */
   bytes(digestBytes: number, algorithm: string): Uint8Array;
 }
@@ -53,7 +63,7 @@ export async function expectedRootHash(options: Pick<VerifyOptions, 'rootHash' |
     const digits = /^[0-9a-fA-F]*/.exec(text)![0].length;
     const guessBytes = Math.max(1, Math.floor(digits / 2));
     return {
-      guess: parseRootHashText(text, path, guessBytes),
+      guess: () => parseRootHashText(text, path, guessBytes),
       bytes: (digestBytes) => parseRootHashText(text, path, digestBytes),
     };
   }
@@ -62,7 +72,7 @@ export async function expectedRootHash(options: Pick<VerifyOptions, 'rootHash' |
   }
   const given = typeof options.rootHash === 'string' ? fromHex(options.rootHash, 'root hash string') : options.rootHash;
   return {
-    guess: given,
+    guess: () => given,
     bytes(digestBytes, algorithm) {
       if (given.length !== digestBytes) {
         throw new VerityError(

@@ -45,7 +45,7 @@ export async function verifyFiles(
     const rootHash = await expectedRootHash(options);
     if (hashAddress === undefined) {
       if (options.superblock === false) throw new VerityError('E_PARAM', 'Finding the hash tree in an image needs its superblock.');
-      const pair = await choosePair(data, (await detectContent(data)) === 'gpt', rootHash.guess);
+      const pair = await choosePair(data, (await detectContent(data)) === 'gpt', rootHash.guess());
       ({ data, hash, hashOffset } = pair);
       discovered = pair.description;
       hashLayers = dataOperand.layers.map(describeLayer);

@@ -21,6 +21,28 @@ function ioError(e: unknown, path: string, doing: string): VerityError {
   return new VerityError('E_IO', `Cannot ${doing} ${path}: ${(e as Error).message}`, { cause: e, data: { path } });
 }
 
+/**
+ * Why an output file cannot be created, in terms of its directory: the temporary file we tried is our business, and
+ * "does not exist or access denied" (veritysetup's words for an input) would not say what to fix.
+ */
+function createError(e: unknown, path: string): VerityError {
+  const dir = dirname(path);
+  const reasons: Record<string, string> = {
+    ENOENT: `the directory ${dir} does not exist`,
+    ENOTDIR: `${dir} is not a directory`,
+    EACCES: `no permission to write in ${dir}`,
+    EPERM: `no permission to write in ${dir}`,
+    EROFS: `${dir} is on a read-only filesystem`,
+    ENOSPC: `no space left in ${dir}`,
+  };
+  const reason = reasons[(e as NodeJS.ErrnoException).code ?? ''];
+  if (reason === undefined) return ioError(e, path, 'create');
+  return new VerityError(reason.startsWith('the directory') ? 'E_NO_FILE' : 'E_IO', `Cannot create ${path}: ${reason}.`, {
+    cause: e,
+    data: { path },
+  });
+}
+
 /** Size of a Linux block device, from sysfs (fstat reports 0 for block devices). */
 async function blockDeviceSize(stats: Stats, path: string): Promise<number> {
   const major = Math.floor(stats.rdev / 256) & 0xfff;
@@ -153,7 +175,7 @@ export async function createAtomic(path: string, mode = 0o600): Promise<AtomicOu
     handle = await fs.open(temp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, mode);
   } catch (e) {
     liveTemporaries.delete(temp);
-    throw ioError(e, path, 'create');
+    throw createError(e, path);
   }
   let open = true;
   const close = async () => {

@@ -574,6 +574,24 @@ describe('files format writes, and inputs left alone', () => {
   });
 });
 
+describe('messages that say what to fix', () => {
+  it('an output in a directory that does not exist names the directory, not a temporary file', async () => {
+    const f = await fixture();
+    const target = join(f.dir, 'no-such-dir', 'h.img');
+    const r = await runCaptured(['format', f.data, target]);
+    expectFailure(r, 4, `Cannot create ${target}: the directory ${join(f.dir, 'no-such-dir')} does not exist.`);
+    expect(r.stderr).not.toMatch(/\.tmp|ENOENT/);
+  });
+
+  it('a root hash file that starts with whitespace says so, not "odd number of hex digits"', async () => {
+    const f = await fixture();
+    const spaced = join(f.dir, 'spaced.roothash');
+    writeFileSync(spaced, ` ${f.root}\n`);
+    const r = await runCaptured(['verify', f.data, f.hash, '--root-hash-file', spaced]);
+    expectFailure(r, 1, `Invalid root hash file ${spaced}: it must start with 64 hex digits, but begins with " ${f.root.slice(0, 63)}".`);
+  });
+});
+
 describe('options scripts written for veritysetup use', () => {
   it('-v prints "Command successful." after a command that succeeded, and nothing more after one that failed', async () => {
     const f = await fixture();
