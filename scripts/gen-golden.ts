@@ -34,7 +34,7 @@ const MAX_DATA_BYTES = 64 * MiB + 8 * KiB;
 /** Block size veritysetup uses for the superblock read-modify-write on a regular file (min(f_bsize, page); docs/format.md §5). */
 const SB_IO_BLOCK = 4096;
 
-/** Salt used by upstream's tests/verity-compat-test (reference Example A). */
+/** Salt used by upstream's tests/verity-compat-test, and by Examples A and B (docs/format.md §9). */
 const UPSTREAM_SALT = 'e48da609055204e89ae53b655ca2216dd983cf3cb829f34f63a297d106d53e2d';
 const EXAMPLE_UUID = 'a60c98d2-ae9b-4865-bfcb-b4e3ace11033';
 
@@ -326,7 +326,7 @@ function edgeCases(): CaseSpec[] {
   const E: EdgeInput[] = [];
   const zeros8M = { fill: 'zero' as Fill, salt: UPSTREAM_SALT, uuid: EXAMPLE_UUID };
 
-  // Reference examples and the upstream verity-compat-test combinations (8 MiB of zeros).
+  // Examples A and B (docs/format.md §9) and the upstream verity-compat-test combinations (8 MiB of zeros).
   E.push({ name: 'example-a', ...zeros8M, blocks: 2048 });
   E.push({ name: 'example-b', ...zeros8M, dbs: 512, hbs: 512, blocks: 16384 });
   E.push({ name: 'upstream-1024-sha256-v1', ...zeros8M, dbs: 1024, hbs: 1024, blocks: 8192 });

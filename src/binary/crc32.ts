@@ -1,7 +1,7 @@
 /**
  * CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320, initial and final XOR 0xFFFFFFFF): the checksum of GPT headers
- * and partition arrays (UEFI spec, GPT header table), identical to zlib's `crc32` (UEFI spec 2.10 §5.3.2). Not CRC-32C,
- * which VHDX uses (crc32c.ts).
+ * and partition entry arrays (UEFI spec 2.10 §5.3.2, the GPT header's HeaderCRC32 and PartitionEntryArrayCRC32),
+ * identical to zlib's `crc32`. Not CRC-32C, which VHDX uses (crc32c.ts).
  */
 
 const TABLE = (() => {

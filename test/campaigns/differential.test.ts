@@ -1,5 +1,6 @@
 /**
- * Differential test against the real `veritysetup` (2.6.1 at /usr/sbin/veritysetup on the reference machine).
+ * Differential test against the real `veritysetup` (2.6.1 at /usr/sbin/veritysetup on the development VM of
+ * docs/reliability.md).
  *
  * N random parameter sets from a seeded PRNG. For each one: `veritysetup format` and our `formatFiles` build the same
  * tree into fresh files (or into copies of the same data file in the one-file layout); the root hashes and the whole

@@ -13,6 +13,7 @@ const base: VerityParams = {
   hashOffset: 0,
 };
 
+// Examples A and B are the worked examples of docs/format.md §9.
 describe('tree geometry (cryptsetup lib/verity/verity_hash.c: hash_levels)', () => {
   it('lays out Example A: superblock block 0, L1 at 1, L0 at 2-17', () => {
     const g = computeGeometry(base);
