@@ -10,6 +10,10 @@ export declare const MODULE_PATH: string;
 export declare function assemble(): Promise<Array<Artifact & { wat: string; wasm: Uint8Array }>>;
 /** The text of the committed module for `built`. */
 export declare function base64Module(built: Array<Artifact & { wasm: Uint8Array }>): string;
+/** The binaries of a module text written by base64Module(), each checked against its recorded sha256 (else throws). */
+export declare function parseModule(text: string): Array<Artifact & { wasm: Uint8Array; sha256: string }>;
+/** parseModule() of the committed module under `root` (default: the repository). */
+export declare function readModule(root?: string): Array<Artifact & { wasm: Uint8Array; sha256: string }>;
 /** Writes the module under `root` (default: the repository), with `inspect` also the WAT and .wasm to wasm/out/. */
 export declare function build(
   root?: string,

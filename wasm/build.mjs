@@ -5,15 +5,16 @@
  *   src/hash/wasm-sha256-binary.ts   both modules (plain and shared memory) as base64, each with its sha256
  *
  * which is all that runs: the core imports it and needs no file system. With `--inspect`, the WAT text and the .wasm
- * binaries also go to wasm/out/ (not committed) for reading or for tools such as wasm-objdump.
+ * binaries also go to wasm/out/ (ignored by git) for reading or for tools such as wasm-objdump.
  *
  * The output depends only on the generator and the pinned wabt version: no names section, no timestamps. A test
- * (test/hash/wasm-kernel.test.ts) rebuilds it and compares.
+ * (test/hash/wasm-kernel.test.ts) rebuilds it and compares byte for byte; readModule() reads it back for plain-node
+ * scripts (wasm/bench.mjs) that cannot import TypeScript.
  *
  *   npm run build:wasm                 # or: node wasm/build.mjs [--inspect] [root]
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import wabtInit from 'wabt';
@@ -69,11 +70,35 @@ export function base64Module(built) {
 /** The committed artifact's path under the repository root. */
 export const MODULE_PATH = join('src', 'hash', 'wasm-sha256-binary.ts');
 
+/** The repository root (this file's parent folder). */
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/**
+ * The binaries of a module written by base64Module(), decoded, each checked against the sha256 recorded beside it;
+ * throws if one is missing or does not match.
+ */
+export function parseModule(text) {
+  return ARTIFACTS.map((a) => {
+    const body = new RegExp(`^export const ${a.exportName} =\\n((?:  '[A-Za-z0-9+/=]*' \\+\\n)*  '[A-Za-z0-9+/=]*';)$`, 'm').exec(text);
+    const sum = new RegExp(`^export const ${a.exportName}_SHA256 = '([0-9a-f]{64})';$`, 'm').exec(text);
+    if (!body || !sum) throw new Error(`${MODULE_PATH}: no ${body ? `${a.exportName}_SHA256` : a.exportName}`);
+    const base64 = [...body[1].matchAll(/'([^']*)'/g)].map((m) => m[1]).join('');
+    const wasm = Uint8Array.from(Buffer.from(base64, 'base64'));
+    if (sha256(wasm) !== sum[1]) throw new Error(`${MODULE_PATH}: ${a.exportName} does not have its recorded sha256`);
+    return { ...a, wasm, sha256: sum[1] };
+  });
+}
+
+/** The committed module under `root` (the repository by default), parsed and checked by parseModule(). */
+export function readModule(root = ROOT) {
+  return parseModule(readFileSync(join(root, MODULE_PATH), 'utf8'));
+}
+
 /**
  * Writes the module under `root` (the repository root by default; the tests pass a temporary directory), and with
  * `inspect` the WAT and .wasm files to `root`/wasm/out/. Returns what was built.
  */
-export async function build(root = resolve(dirname(fileURLToPath(import.meta.url)), '..'), { inspect = false } = {}) {
+export async function build(root = ROOT, { inspect = false } = {}) {
   const built = await assemble();
   mkdirSync(join(root, 'src', 'hash'), { recursive: true });
   writeFileSync(join(root, MODULE_PATH), base64Module(built));

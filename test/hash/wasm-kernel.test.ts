@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ARTIFACTS, build, MODULE_PATH } from '../../wasm/build.mjs';
+import { ARTIFACTS, build, MODULE_PATH, parseModule, readModule } from '../../wasm/build.mjs';
 import { selfTest } from '../../src/hash/self-test.js';
 import { SHA256X4_SHARED_WASM, SHA256X4_SHARED_WASM_SHA256, SHA256X4_WASM, SHA256X4_WASM_SHA256 } from '../../src/hash/wasm-sha256-binary.js';
 import { decodeBase64, kernelBinary, loadKernel, simdSupported, wasmApi, type Sha256Kernel, type WasmMemory } from '../../src/hash/wasm-kernel.js';
@@ -42,6 +42,19 @@ describe('the committed kernel artifact', () => {
     expect(decodeBase64('YWJj')).toEqual(new Uint8Array([0x61, 0x62, 0x63]));
     expect(decodeBase64('YWI=')).toEqual(new Uint8Array([0x61, 0x62]));
     expect(() => decodeBase64('YW*=')).toThrow(/Invalid base64/);
+  });
+
+  it('reads back through readModule() (what wasm/bench.mjs measures) as the bytes the core loads; a damaged copy throws', () => {
+    const parsed = readModule();
+    expect(parsed.map((a) => [a.name, a.sha256])).toEqual([
+      ['sha256x4', SHA256X4_WASM_SHA256],
+      ['sha256x4-shared', SHA256X4_SHARED_WASM_SHA256],
+    ]);
+    expect(Buffer.compare(parsed[0]!.wasm, kernelBinary(false))).toBe(0);
+    expect(Buffer.compare(parsed[1]!.wasm, kernelBinary(true))).toBe(0);
+    const text = readFileSync(new URL(MODULE_PATH, ROOT), 'utf8');
+    expect(() => parseModule(text.replace(SHA256X4_WASM_SHA256, '0'.repeat(64)))).toThrow(/recorded sha256/);
+    expect(() => parseModule(text.replace(/SHA256X4_SHARED_WASM_SHA256 = /, 'X = '))).toThrow(/no SHA256X4_SHARED_WASM_SHA256/);
   });
 
   it('is the only form in the tree: no generated WAT or .wasm beside the generator (wasm/out/ is ignored by git)', () => {

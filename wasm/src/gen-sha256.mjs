@@ -4,15 +4,19 @@
  * control over unrolling and register naming: the 8 state words rotate names from round to round, so no moves are
  * emitted, and after 8 rounds the names are back where they started, which makes 8 rounds the natural loop body.
  *
- * The design (wasm/README.md): W in linear memory, rounds as loops over an 8-round
- * body with each message-schedule step interleaved into its round. Those choices keep TurboFan's live set near the 15
- * XMM registers V8 gives wasm on x64. Unlike mb4r2c, Σ/σ are balanced xor trees and each round reads its W[t] back from
- * memory, which measured a few percent faster here (DEFAULT_TUNING; wasm/README.md, "Tuning").
+ * The design: W in linear memory, rounds as loops over an 8-round body with each message-schedule step interleaved
+ * into its round. Those choices keep TurboFan's live set near the 15 XMM registers V8 allocates on x64 (xmm15 is its
+ * scratch register). Σ/σ are balanced xor trees and each round reads its W[t] back from memory, which measured a few
+ * percent faster here than xor chains or reusing the computed W[t] (DEFAULT_TUNING; wasm/README.md, "Tuning").
+ *
+ * Sources: SHA-256 is FIPS 180-4 (Secure Hash Standard, 2015): functions §4.1.2, constants K §4.2.2, padding
+ * §5.1.1, initial hash value §5.3.3, message schedule and compression §6.2.2. The instructions are WebAssembly's
+ * fixed-width SIMD (the v128 instructions of the WebAssembly 2.0 core specification; github.com/WebAssembly/simd) and,
+ * in the shared build, a shared memory import from the threads proposal (github.com/WebAssembly/threads).
  *
  *   generate({ shared: false })  -> module importing a plain memory
  *   generate({ shared: true })   -> the same module importing a shared memory (worker threads)
  */
-
 /** Scratch layout: byte offsets from the caller's 16-byte aligned scratch pointer. */
 export const LAYOUT = Object.freeze({
   /** K[t] splatted to 4 lanes, 64 × v128. */
@@ -57,6 +61,7 @@ const PARAM = {
   N: 48, // 64-byte chunks per padded message
 };
 
+/** K[0..63], the SHA-256 round constants (FIPS 180-4 §4.2.2). */
 const K = [
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01,
   0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc,
@@ -66,6 +71,7 @@ const K = [
   0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
   0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 ];
+/** H(0), the SHA-256 initial hash value (FIPS 180-4 §5.3.3). */
 const H0 = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -157,6 +163,7 @@ export const DEFAULT_TUNING = Object.freeze({
 let tuning = DEFAULT_TUNING;
 
 const xors = (terms) => (tuning.sigma === 'tree' ? xorTree(terms) : xorChain(terms));
+// Σ0, Σ1, σ0, σ1 of FIPS 180-4 §4.1.2 (Ch and Maj are in round() below).
 const bigSigma0 = (x) => xors([...rotrTerms(x, 2), ...rotrTerms(x, 13), ...rotrTerms(x, 22)]);
 const bigSigma1 = (x) => xors([...rotrTerms(x, 6), ...rotrTerms(x, 11), ...rotrTerms(x, 25)]);
 const smallSigma0 = (x) => xors([...rotrTerms(x, 7), ...rotrTerms(x, 18), shr(x, 3)]);
@@ -199,7 +206,8 @@ function transpose(body, [x0, x1, x2, x3], u) {
 // The compression rounds
 
 /**
- * One round t. `v` maps a..h to local names for this round; `carry` names the two locals that alternate holding
+ * One round t of FIPS 180-4 §6.2.2 step 3, with Ch(e, f, g) = g ^ (e & (f ^ g)), equal to the standard's
+ * (e & f) ^ (~e & g). `v` maps a..h to local names for this round; `carry` names the two locals that alternate holding
  * a ^ b, so Maj(a, b, c) = b ^ ((a ^ b) & (b ^ c)) reuses the previous round's a ^ b as this round's b ^ c. `wk` is the
  * expression W[t] + K[t].
  */
@@ -379,7 +387,8 @@ function setupFunction() {
     (i32.store offset=${LAYOUT.PARAMS + PARAM.TLEN} (local.get $s) (i32.const 0))))
 
 ;; Staging template of lane 0: every staged byte that is not a block byte (salt, 0x80, zeros, the bit length 8 L as a
-;; big-endian 64-bit number, of which the top 32 bits are zero). hash() overwrites only the block bytes.
+;; big-endian 64-bit number, of which the top 32 bits are zero: FIPS 180-4 §5.1.1). hash() overwrites only the block
+;; bytes.
 (local.set $j (i32.const 0))
 (block $template_done
   (loop $template
