@@ -8,8 +8,9 @@
  * Two rules live here and nowhere else:
  * - 64-bit fields are read as `number` and refused above 2^53 - 1 (`u64le`/`u64be`), or kept as `bigint` where the
  *   value is a bit set or may legitimately be that large (`u64leBig`);
- * - every read goes through a `DataView` bounded by the array's own `byteLength`, and a struct checks that the whole
- *   structure fits before it reads any field, so a short buffer is an error, never a read of a neighbouring buffer.
+ * - every read is bounded by the array's own `byteLength` (a `DataView` over it, or an explicit check), and a struct
+ *   checks that the whole structure fits before it reads any field, so a short buffer is an error, never a read of a
+ *   neighbouring buffer.
  */
 import { VerityError, type VerityErrorCode } from '../errors.js';
 import { formatGuid, encodeGuid } from './guid.js';
@@ -95,6 +96,55 @@ export const u64beBig: Field<bigint> = {
   get: (b, o) => view(b).getBigUint64(o, false),
   put: (b, o, v) => view(b).setBigUint64(o, v, false),
 };
+
+/**
+ * A 64-bit little-endian word cut into named bit fields, each `[firstBit, bitCount]` counted from the least
+ * significant bit (the VHDX BAT entry: State in bits 0-2, FileOffsetMB in bits 20-63). A field is at most 53 bits, so
+ * its value is an exact `number`, without a bigint per word in tables read in bulk. Bits no field names read as
+ * nothing and are written as zero; a declaration whose fields overlap or pass bit 63 is refused (E_INTERNAL).
+ */
+export function bits64le<K extends string>(layout: Record<K, readonly [first: number, count: number]>): Field<Record<K, number>> {
+  const parts = (Object.entries(layout) as Array<[K, readonly [number, number]]>).sort((a, b) => a[1][0] - b[1][0]);
+  let end = 0;
+  for (const [key, [first, count]] of parts) {
+    if (!(Number.isInteger(first) && Number.isInteger(count) && first >= end && count >= 1 && count <= 53 && first + count <= 64)) {
+      throw new VerityError('E_INTERNAL', `bit field ${key} [${first}, ${count}] overlaps another, or is not 1-53 bits of 64.`);
+    }
+    end = first + count;
+  }
+  // A field takes its low bits from the word's low half (from bit `first`) and the rest from the high half: each part
+  // is cut out by exact division and remainder, so no 32-bit shift overflows and a part of no bits comes out as 0.
+  const fields = parts.map(([key, [first, count]]) => {
+    const fromLo = Math.max(0, Math.min(count, 32 - first));
+    return { key, count, loDiv: 2 ** Math.min(first, 32), loMod: 2 ** fromLo, hiDiv: 2 ** Math.max(0, first - 32), hiMod: 2 ** (count - fromLo) };
+  });
+  return {
+    len: 8,
+    get: (b, o) => {
+      // Read byte by byte rather than through a new DataView: BATs are read millions of entries at a time.
+      if (!(o >= 0 && o + 8 <= b.length)) throw new RangeError(`Offset ${o} is outside the bounds of the buffer`);
+      const lo = (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
+      const hi = (b[o + 4]! | (b[o + 5]! << 8) | (b[o + 6]! << 16) | (b[o + 7]! << 24)) >>> 0;
+      const out = {} as Record<K, number>;
+      for (const f of fields) out[f.key] = (Math.floor(hi / f.hiDiv) % f.hiMod) * f.loMod + (Math.floor(lo / f.loDiv) % f.loMod);
+      return out;
+    },
+    put: (b, o, value) => {
+      // The fields do not overlap, so adding each one's parts into the two halves is or-ing them.
+      let lo = 0;
+      let hi = 0;
+      for (const f of fields) {
+        const x = value[f.key];
+        checkInteger(x, 2 ** f.count - 1, `bit field ${f.key}`);
+        lo += (x % f.loMod) * f.loDiv;
+        hi += Math.floor(x / f.loMod) * f.hiDiv;
+      }
+      const dv = view(b);
+      dv.setUint32(o, lo, true);
+      dv.setUint32(o + 4, hi, true);
+    },
+  };
+}
 
 /** `n` raw bytes; `get` returns a copy, so the result outlives the buffer it came from. */
 export function bytes(n: number): Field<Uint8Array> {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   array,
   at,
+  bits64le,
   bytes,
   chars,
   guid,
@@ -22,6 +23,7 @@ import {
 } from '../../src/binary/struct.js';
 import { toHex } from '../../src/binary/bytes.js';
 import { VerityError } from '../../src/errors.js';
+import { Rng } from '../support/rng.js';
 
 const hex = (b: Uint8Array) => toHex(b);
 
@@ -152,6 +154,53 @@ describe('fields the VHD and VHDX layouts add', () => {
     expect(hex(b)).toBe('61620064');
     expect(chars(4).get(b, 0)).toBe('ab\0d');
     expect(() => chars(4).put(b, 0, 'abc')).toThrow(expect.objectContaining({ code: 'E_PARAM' }));
+  });
+
+  it('bits64le cuts a little-endian word into bit fields, a field across bit 32 included', () => {
+    const entry = bits64le({ state: [0, 3], reserved: [3, 17], offsetMB: [20, 44] });
+    const b = new Uint8Array(8);
+    entry.put(b, 0, { state: 6, reserved: 0, offsetMB: 2 ** 43 + 0xabc });
+    expect(hex(b)).toBe('0600c0ab00000080');
+    expect(entry.get(b, 0)).toEqual({ state: 6, reserved: 0, offsetMB: 2 ** 43 + 0xabc });
+    // Every bit set: each field reads as its own all-ones value, and writing them back sets every bit again.
+    const ones = new Uint8Array(8).fill(0xff);
+    const all = entry.get(ones, 0);
+    expect(all).toEqual({ state: 7, reserved: 2 ** 17 - 1, offsetMB: 2 ** 44 - 1 });
+    entry.put(b, 0, all);
+    expect(hex(b)).toBe('ff'.repeat(8));
+    // Bits no field names read as nothing and are written as zero; a field refuses a value wider than itself.
+    const high = bits64le({ top: [40, 24] });
+    expect(high.get(ones, 0)).toEqual({ top: 2 ** 24 - 1 });
+    high.put(b, 0, { top: 1 });
+    expect(hex(b)).toBe('0000000000010000');
+    expect(() => entry.put(b, 0, { state: 8, reserved: 0, offsetMB: 0 })).toThrow(expect.objectContaining({ code: 'E_PARAM' }));
+    expect(() => entry.get(ones.subarray(0, 7), 0)).toThrow(RangeError);
+    expect(() => bits64le({ a: [0, 4], b: [3, 2] })).toThrow(expect.objectContaining({ code: 'E_INTERNAL' }));
+    expect(() => bits64le({ wide: [0, 64] })).toThrow(expect.objectContaining({ code: 'E_INTERNAL' }));
+  });
+
+  it('bits64le agrees with bigint shifts on random words', () => {
+    const layouts = [
+      { state: [0, 3], reserved: [3, 17], fileOffsetMB: [20, 44] },
+      { a: [1, 30], b: [31, 2], c: [33, 31] },
+      { wide: [5, 53], top: [60, 4] },
+    ] as const;
+    const rng = new Rng(64);
+    for (const layout of layouts) {
+      const field = bits64le<string>(layout);
+      for (let i = 0; i < 200; i++) {
+        const b = new Uint8Array(8).map(() => rng.int(0, 255));
+        const word = u64leBig.get(b, 0);
+        const want = Object.fromEntries(
+          Object.entries(layout).map(([k, [first, count]]) => [k, Number((word >> BigInt(first)) & ((1n << BigInt(count)) - 1n))]),
+        );
+        expect(field.get(b, 0)).toEqual(want);
+        const back = new Uint8Array(8);
+        field.put(back, 0, want);
+        const named = Object.values(layout).reduce((m, [first, count]) => m | (((1n << BigInt(count)) - 1n) << BigInt(first)), 0n);
+        expect(u64leBig.get(back, 0)).toBe(word & named);
+      }
+    }
   });
 
   it('array places its values back to back and wants exactly its count', () => {

@@ -1,34 +1,33 @@
 /**
- * An MS-VHDX writer for tests, built on the declarations the reader parses with (src/image/vhdx/structures.ts).
+ * An MS-VHDX writer for tests, built on the declarations and serialisers the reader parses with
+ * (src/image/vhdx/structures.ts): no offset is computed here that a declaration already gives.
  * Layout as Hyper-V's: header section, log at 1 MiB, metadata at 2 MiB, BAT at 3 MiB, payload blocks after the BAT in
  * allocation order. What keeps it honest: qemu-img reads its images as the model says (test/image/vhdx), and the
  * reader is also checked on qemu's own sample images from Hyper-V and Disk2VHD.
  */
 import type { Struct, StructValue, Placed } from '../../src/binary/struct.js';
+import { utf16le } from '../../src/binary/struct.js';
 import {
+  BAT_ENTRY,
   BAT_ENTRY_SIZE,
   BAT_REGION_GUID,
-  DATA_DESCRIPTOR,
   FILE_IDENTIFIER,
   FILE_PARAMETERS,
   FILE_PARAMETERS_GUID,
+  FILE_SIGNATURE,
   HAS_PARENT,
   HEADER,
   HEADER_OFFSETS,
+  HEADER_SIGNATURE,
   HEADER_SIZE,
   LEAVE_BLOCKS_ALLOCATED,
-  LOG_DATA_AT,
-  LOG_DATA_LENGTH,
-  LOG_DATA_SECTOR,
-  LOG_DESCRIPTORS_AT,
-  LOG_DESCRIPTOR_SIZE,
-  LOG_ENTRY_HEADER,
   LOG_SECTOR_SIZE,
   LOGICAL_SECTOR_SIZE_GUID,
   METADATA_ENTRY,
   METADATA_IS_REQUIRED,
   METADATA_IS_VIRTUAL_DISK,
   METADATA_REGION_GUID,
+  METADATA_SIGNATURE,
   METADATA_TABLE_HEADER,
   METADATA_TABLE_SIZE,
   PAGE83,
@@ -38,20 +37,20 @@ import {
   PARENT_LOCATOR_HEADER,
   PayloadState,
   PHYSICAL_SECTOR_SIZE_GUID,
-  REGION_ENTRY,
   REGION_REQUIRED,
   REGION_TABLE_HEADER,
   REGION_TABLE_OFFSETS,
   REGION_TABLE_SIZE,
-  sealChecksum,
   SECTOR_SIZE,
   VHDX_PARENT_LOCATOR_TYPE,
   VIRTUAL_DISK_SIZE,
   VIRTUAL_DISK_SIZE_GUID,
-  ZERO_DESCRIPTOR,
-  descriptorSectors,
+  metadataEntryAt,
+  sealChecksum,
+  serializeHeader,
+  serializeLogEntry,
+  serializeRegionTable,
 } from '../../src/image/vhdx/structures.js';
-import { utf16le } from '../../src/binary/struct.js';
 import { makeData } from './data.js';
 
 const KiB = 1024;
@@ -83,12 +82,22 @@ export function patch<F extends Record<string, Placed<any>>>(file: Uint8Array, d
 
 /** Recomputes the CRC-32C of the header at `at` (after a patch), as a writer must [MS-VHDX §2.2.2]. */
 export function resealHeader(file: Uint8Array, at: number): void {
-  sealChecksum(file.subarray(at, at + HEADER_SIZE), HEADER.fields.checksum.offset);
+  sealChecksum(HEADER, file.subarray(at, at + HEADER_SIZE));
 }
 
-/** Recomputes the CRC-32C of the region table at `at`, which covers all of its 64 KiB [MS-VHDX §2.2.3]. */
+/** Recomputes the CRC-32C of the region table at `at`, which covers all of its 64 KiB [MS-VHDX §2.2.3.1]. */
 export function resealRegionTable(file: Uint8Array, at: number): void {
-  sealChecksum(file.subarray(at, at + REGION_TABLE_SIZE), REGION_TABLE_HEADER.fields.checksum.offset);
+  sealChecksum(REGION_TABLE_HEADER, file.subarray(at, at + REGION_TABLE_SIZE));
+}
+
+/** File offset of the metadata item `itemId` in a file from `buildVhdx`, found through its metadata table. */
+export function itemAt(file: Uint8Array, itemId: string): number {
+  const { entryCount } = METADATA_TABLE_HEADER.get(file, META_OFFSET);
+  for (let i = 0; i < entryCount; i++) {
+    const entry = METADATA_ENTRY.get(file, META_OFFSET + metadataEntryAt(i));
+    if (entry.itemId === itemId) return META_OFFSET + entry.offset;
+  }
+  throw new Error(`no metadata item ${itemId}`);
 }
 
 /** Deterministic, distinct content for payload block `block` (makeData's xorshift32, seeded by the block index). */
@@ -103,7 +112,7 @@ export interface Spec {
   pss?: 512 | 4096;
   /** Payload blocks stored in the file, in allocation order (so not necessarily in virtual order). */
   present?: number[];
-  /** BAT states for other payload blocks (default NOT_PRESENT = 0). */
+  /** BAT states (PayloadState) for other payload blocks (default NOT_PRESENT). */
   states?: Record<number, number>;
   fixed?: boolean;
   /** Differencing: key/value pairs for the parent locator, or 'no-locator'. */
@@ -120,10 +129,18 @@ export interface Built {
   /** File offset of each present block. */
   offsetOf: Map<number, number>;
   batIndex(block: number): number;
+  /** File offset of the BAT entry of payload block `block`. */
+  batEntryAt(block: number): number;
   /** The virtual disk as the spec says it reads. */
   expected(position: number, length: number): Uint8Array;
   /** Rewrites both headers (sequence numbers, LogGuid) with valid checksums. */
   writeHeaders(seq: [bigint, bigint], logGuid: string): void;
+}
+
+/** A BAT entry of `state` for a block at `fileOffset` (a multiple of 1 MiB) [MS-VHDX §2.5.1]. */
+export function batEntry(state: number, fileOffset = 0): { state: number; reserved: number; fileOffsetMB: number } {
+  if (fileOffset % MiB !== 0) throw new Error(`BAT offset ${fileOffset} is not a multiple of 1 MiB`);
+  return { state, reserved: 0, fileOffsetMB: fileOffset / MiB };
 }
 
 /** The parent locator item [MS-VHDX §2.6.2.6]: header, key/value entries, then the UTF-16LE keys and values. */
@@ -148,6 +165,7 @@ function parentLocator(pairs: [string, string][]): Uint8Array {
   return item.slice(0, at);
 }
 
+/** A VHDX file as `spec` describes it, with its model (`expected`) of how the virtual disk reads. */
 export function buildVhdx(spec: Spec): Built {
   const { virtualSize, blockSize } = spec;
   const lss = spec.lss ?? 512;
@@ -159,19 +177,19 @@ export function buildVhdx(spec: Spec): Built {
   const dataOffset = BAT_OFFSET + batLength;
   const file = new Uint8Array(dataOffset + present.length * blockSize);
   const offsetOf = new Map<number, number>();
+  // A sector bitmap entry follows every chunkRatio payload entries [MS-VHDX §2.5].
   const batIndex = (b: number) => b + Math.floor(b / chunkRatio);
+  const batEntryAt = (b: number) => BAT_OFFSET + batIndex(b) * BAT_ENTRY_SIZE;
 
-  FILE_IDENTIFIER.put(file, 0, { signature: 'vhdxfile', creator: 'verity test writer' });
+  FILE_IDENTIFIER.put(file, 0, { signature: FILE_SIGNATURE, creator: 'verity test writer' });
 
-  // Region tables (both copies)
-  const rt = new Uint8Array(REGION_TABLE_SIZE);
-  REGION_TABLE_HEADER.put(rt, 0, { signature: 'regi', checksum: 0, entryCount: 2 });
-  REGION_ENTRY.put(rt, REGION_TABLE_HEADER.len, { guid: G.bat, fileOffset: BigInt(BAT_OFFSET), length: batLength, flags: REGION_REQUIRED });
-  REGION_ENTRY.put(rt, REGION_TABLE_HEADER.len + REGION_ENTRY.len, { guid: G.metadata, fileOffset: BigInt(META_OFFSET), length: MiB, flags: REGION_REQUIRED });
-  resealRegionTable(rt, 0);
-  for (const at of REGION_TABLE_OFFSETS) file.set(rt, at);
+  const regionTable = serializeRegionTable([
+    { guid: G.bat, fileOffset: BigInt(BAT_OFFSET), length: batLength, flags: REGION_REQUIRED },
+    { guid: G.metadata, fileOffset: BigInt(META_OFFSET), length: MiB, flags: REGION_REQUIRED },
+  ]);
+  for (const at of REGION_TABLE_OFFSETS) file.set(regionTable, at);
 
-  // Metadata table and items
+  // Metadata table and items, 8-byte aligned after the table.
   const virtualDisk = METADATA_IS_VIRTUAL_DISK | METADATA_IS_REQUIRED;
   const items: Array<{ guid: string; data: Uint8Array; flags: number }> = [
     {
@@ -187,28 +205,21 @@ export function buildVhdx(spec: Spec): Built {
   if (spec.parent && spec.parent !== 'no-locator') {
     items.push({ guid: G.parentLocator, data: parentLocator(Object.entries(spec.parent)), flags: virtualDisk });
   }
-  const mt = file.subarray(META_OFFSET, META_OFFSET + MiB);
-  METADATA_TABLE_HEADER.put(mt, 0, { signature: 'metadata', entryCount: items.length });
-  let itemAt = METADATA_TABLE_SIZE;
+  const metadata = file.subarray(META_OFFSET, META_OFFSET + MiB);
+  METADATA_TABLE_HEADER.put(metadata, 0, { signature: METADATA_SIGNATURE, entryCount: items.length });
+  let itemOffset = METADATA_TABLE_SIZE;
   items.forEach((item, i) => {
-    METADATA_ENTRY.put(mt, METADATA_TABLE_HEADER.len + METADATA_ENTRY.len * i, {
-      itemId: item.guid,
-      offset: itemAt,
-      length: item.data.length,
-      flags: item.flags,
-    });
-    mt.set(item.data, itemAt);
-    itemAt += Math.ceil(item.data.length / 8) * 8;
+    METADATA_ENTRY.put(metadata, metadataEntryAt(i), { itemId: item.guid, offset: itemOffset, length: item.data.length, flags: item.flags });
+    metadata.set(item.data, itemOffset);
+    itemOffset += Math.ceil(item.data.length / 8) * 8;
   });
 
   // BAT and payload
-  const bat = new DataView(file.buffer, file.byteOffset + BAT_OFFSET, batLength);
-  for (const [b, state] of Object.entries(spec.states ?? {})) bat.setBigUint64(batIndex(Number(b)) * BAT_ENTRY_SIZE, BigInt(state), true);
+  for (const [b, state] of Object.entries(spec.states ?? {})) BAT_ENTRY.put(file, batEntryAt(Number(b)), batEntry(state));
   present.forEach((b, k) => {
     const offset = dataOffset + k * blockSize;
     offsetOf.set(b, offset);
-    // State in bits 0-2, FileOffsetMB in bits 20-63 [MS-VHDX §2.5.1]: a MiB-aligned offset is the entry as it is.
-    bat.setBigUint64(batIndex(b) * BAT_ENTRY_SIZE, BigInt(offset) | BigInt(PayloadState.FULLY_PRESENT), true);
+    BAT_ENTRY.put(file, batEntryAt(b), batEntry(PayloadState.FULLY_PRESENT, offset));
     const used = Math.min(blockSize, virtualSize - b * blockSize);
     file.set(blockContent(b, blockSize).subarray(0, used), offset);
   });
@@ -220,6 +231,7 @@ export function buildVhdx(spec: Spec): Built {
     dataOffset,
     offsetOf,
     batIndex,
+    batEntryAt,
     expected(position, length) {
       const out = new Uint8Array(Math.max(0, Math.min(length, virtualSize - position)));
       for (let done = 0; done < out.length; ) {
@@ -235,8 +247,8 @@ export function buildVhdx(spec: Spec): Built {
     },
     writeHeaders(seq, logGuid) {
       for (const [i, at] of HEADER_OFFSETS.entries()) {
-        const h = HEADER.serialize({
-          signature: 'head',
+        const header = serializeHeader({
+          signature: HEADER_SIGNATURE,
           checksum: 0,
           sequenceNumber: seq[i]!,
           fileWriteGuid: 'aaaaaaaa-0000-4000-8000-000000000001',
@@ -247,8 +259,7 @@ export function buildVhdx(spec: Spec): Built {
           logLength: LOG_LENGTH,
           logOffset: BigInt(LOG_OFFSET),
         });
-        resealHeader(h, 0);
-        file.set(h, at);
+        file.set(header, at);
       }
     },
   };
@@ -256,43 +267,24 @@ export function buildVhdx(spec: Spec): Built {
   return built;
 }
 
+/** A log update: write the 4 KiB `data` at `target`, or zero `zero` bytes there. */
 export type LogDescriptor = { target: number; data: Uint8Array } | { target: number; zero: number };
 
-/** A log entry [MS-VHDX §2.3; qemu vhdx-log.c]: header, descriptors, one data sector per data descriptor, CRC-32C. */
+/**
+ * A log entry [MS-VHDX §2.3.1] of LogGuid `guid` (G.logGuid unless given), written when the file had `fileSize`
+ * bytes (FlushedFileOffset and LastFileOffset), through the reader's serialiser.
+ */
 export function logEntry(o: { seq: bigint; guid?: string; tail: number; fileSize: number; descs: LogDescriptor[] }): Uint8Array {
-  const dataDescs = o.descs.filter((d): d is { target: number; data: Uint8Array } => 'data' in d);
-  const descSectors = descriptorSectors(o.descs.length);
-  const e = new Uint8Array((descSectors + dataDescs.length) * LOG_SECTOR_SIZE);
-  LOG_ENTRY_HEADER.put(e, 0, {
-    signature: 'loge',
-    checksum: 0,
-    entryLength: e.length,
-    tail: o.tail,
+  return serializeLogEntry({
     sequenceNumber: o.seq,
-    descriptorCount: o.descs.length,
     logGuid: o.guid ?? G.logGuid,
+    tail: o.tail,
     flushedFileOffset: BigInt(o.fileSize),
     lastFileOffset: BigInt(o.fileSize),
+    updates: o.descs.map((d) =>
+      'zero' in d ? { fileOffset: BigInt(d.target), zeroLength: BigInt(d.zero) } : { fileOffset: BigInt(d.target), sector: d.data },
+    ),
   });
-  let k = 0;
-  o.descs.forEach((d, i) => {
-    const at = LOG_DESCRIPTORS_AT + LOG_DESCRIPTOR_SIZE * i;
-    if ('zero' in d) {
-      ZERO_DESCRIPTOR.put(e, at, { signature: 'zero', reserved: 0, zeroLength: BigInt(d.zero), fileOffset: BigInt(d.target), sequenceNumber: o.seq });
-    } else {
-      DATA_DESCRIPTOR.put(e, at, {
-        signature: 'desc',
-        trailingBytes: d.data.subarray(4092, 4096),
-        leadingBytes: d.data.subarray(0, 8),
-        fileOffset: BigInt(d.target),
-        sequenceNumber: o.seq,
-      });
-      const s = (descSectors + k++) * LOG_SECTOR_SIZE;
-      LOG_DATA_SECTOR.put(e, s, { signature: 'data', sequenceHigh: Number(o.seq >> 32n), sequenceLow: Number(o.seq & 0xffffffffn) });
-      e.set(d.data.subarray(LOG_DATA_AT, LOG_DATA_AT + LOG_DATA_LENGTH), s + LOG_DATA_AT);
-    }
-  });
-  return sealChecksum(e, LOG_ENTRY_HEADER.fields.checksum.offset);
 }
 
 /** Writes `entry` into the circular log at 4 KiB sector `sector`, wrapping past the log's end. */

@@ -1,7 +1,7 @@
 /**
  * The Block Allocation Table [MS-VHDX §2.5]: validated in one streaming pass when the image is opened, and kept as a
  * sparse map of the payload blocks that are in the file (FULLY_PRESENT). Every other state of a non-differencing
- * file reads as zeros [MS-VHDX §2.5.1.1; qemu block/vhdx.c `vhdx_co_readv`]. Reference: [MS-VHDX] §2.5 (BAT), §2.5.1 (entry states); docs/disk-images.md.
+ * file reads as zeros [MS-VHDX §2.5.1.1; qemu block/vhdx.c `vhdx_co_readv`]. The rules in full: docs/disk-images.md.
  *
  * Memory is bounded by the file, not by the claimed virtual size: the BAT is read in 1 MiB pieces, and only present
  * blocks are kept, which must fit in the file without overlapping, so there are at most fileSize / blockSize of them.
@@ -9,14 +9,7 @@
 import { VerityError } from '../../errors.js';
 import type { ByteSource } from '../../io/source.js';
 import { readRange } from './io.js';
-import {
-  BAT_ENTRY_SIZE,
-  BAT_OFFSET_LOW_MASK,
-  BAT_STATE_MASK,
-  HEADER_SECTION_SIZE,
-  MiB,
-  PayloadState,
-} from './structures.js';
+import { BAT_ENTRY, BAT_ENTRY_SIZE, HEADER_SECTION_SIZE, MiB, PayloadState, SECTORS_PER_CHUNK } from './structures.js';
 
 /** BAT bytes read per pass (a multiple of the entry size). */
 const BAT_READ_SIZE = MiB;
@@ -49,8 +42,8 @@ export interface ReservedArea {
 }
 
 export function batGeometry(virtualSize: number, blockSize: number, logicalSectorSize: number): BatGeometry {
-  // 2^23 sectors per chunk; block sizes are powers of two from 1 MiB to 256 MiB, so this is an integer ≥ 16.
-  const chunkRatio = (2 ** 23 * logicalSectorSize) / blockSize;
+  // Block sizes are powers of two from 1 MiB to 256 MiB, so this is an integer ≥ 16.
+  const chunkRatio = (SECTORS_PER_CHUNK * logicalSectorSize) / blockSize;
   const dataBlocks = Math.ceil(virtualSize / blockSize);
   const entries = dataBlocks === 0 ? 0 : dataBlocks + Math.floor((dataBlocks - 1) / chunkRatio);
   return { virtualSize, blockSize, chunkRatio, dataBlocks, entries };
@@ -100,16 +93,13 @@ export async function loadBat(
   for (let chunkStart = 0; chunkStart < totalBytes; chunkStart += BAT_READ_SIZE) {
     const length = Math.min(BAT_READ_SIZE, totalBytes - chunkStart);
     const bytes = await readRange(src, batOffset + chunkStart, length, 'BAT');
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const firstIndex = chunkStart / BAT_ENTRY_SIZE;
     for (let j = 0; j < length / BAT_ENTRY_SIZE; j++) {
       const index = firstIndex + j;
       // Entry index i holds a sector bitmap entry when (i + 1) is a multiple of chunkRatio + 1.
       if ((index + 1) % (g.chunkRatio + 1) === 0) continue;
       const block = index - Math.floor(index / (g.chunkRatio + 1));
-      const low = view.getUint32(j * BAT_ENTRY_SIZE, true);
-      const high = view.getUint32(j * BAT_ENTRY_SIZE + 4, true);
-      const state = low & BAT_STATE_MASK;
+      const { state, fileOffsetMB } = BAT_ENTRY.get(bytes, j * BAT_ENTRY_SIZE);
       const where = `BAT entry ${index} (payload block ${block})`;
       switch (state) {
         case PayloadState.NOT_PRESENT:
@@ -126,9 +116,9 @@ export async function loadBat(
           counts.unmapped++;
           break;
         case PayloadState.FULLY_PRESENT: {
-          // FileOffsetMB is bits 20-63; a high word of 2^21 or more puts it beyond 2^53.
-          if (high >= 2 ** 21) throw bad(`${where} points to an offset beyond 8 PiB.`);
-          const offset = high * 2 ** 32 + ((low & BAT_OFFSET_LOW_MASK) >>> 0);
+          // 2^33 MiB and more is 2^53 bytes and more: beyond any exact offset.
+          if (fileOffsetMB >= 2 ** 33) throw bad(`${where} points to an offset beyond 8 PiB.`);
+          const offset = fileOffsetMB * MiB;
           checkBlock(src, g, block, offset, where, reserved);
           if (blocks.length >= maxPresent) {
             throw bad(`${where}: more payload blocks are present than fit in the ${src.size}-byte file; blocks overlap.`);

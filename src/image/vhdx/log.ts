@@ -2,21 +2,17 @@
  * The VHDX log (metadata journal) and its replay in memory [MS-VHDX §2.3; qemu block/vhdx-log.c].
  *
  * A header with a non-zero LogGuid says the log may hold updates (BAT, metadata) not yet written to their place;
- * they must be applied before anything after the headers is read, even by a reader [qemu-log `vhdx_parse_log`
- * comment]. We never write the file: the replay builds an overlay (4 KiB sectors and zeroed ranges, by file offset)
- * and `ReplayedFile` presents the file as it would be after replay. Reference: [MS-VHDX] §2.3 (log), §2.3.3 (replay); docs/disk-images.md.
+ * they must be applied before anything after the headers is read, even by a reader [MS-VHDX §2.3.3; qemu
+ * `vhdx_parse_log`]. We never write the file: the replay builds an overlay (4 KiB sectors and zeroed ranges, by file
+ * offset) and `ReplayedFile` presents the file as it would be after replay. Entry layouts: structures.ts; the
+ * replay rules in full: docs/disk-images.md.
  */
 import { VerityError } from '../../errors.js';
 import type { ByteSource, SequentialMap } from '../../io/source.js';
-import { crc32cWithZeroedField } from '../../binary/crc32c.js';
 import { checkRange, readFully, readRange } from './io.js';
 import {
   DATA_DESCRIPTOR,
-  DATA_DESCRIPTOR_LEADING_AT,
   DATA_DESCRIPTOR_SIGNATURE,
-  DATA_DESCRIPTOR_TRAILING_AT,
-  LOG_DATA_AT,
-  LOG_DATA_LENGTH,
   LOG_DATA_SECTOR,
   LOG_DATA_SIGNATURE,
   LOG_DESCRIPTOR_SIZE,
@@ -27,7 +23,9 @@ import {
   MiB,
   ZERO_DESCRIPTOR,
   ZERO_DESCRIPTOR_SIGNATURE,
+  checksumOf,
   descriptorSectors,
+  joinLogSector,
   safeOffset,
 } from './structures.js';
 
@@ -112,7 +110,7 @@ export async function replayLog(
 
   const overlay = new Overlay(file.size);
   for (const entry of sequence) {
-    // [MS-VHDX §2.3; qemu-log `vhdx_log_flush`]: the file must be at least FlushedFileOffset long, or it lost data
+    // [MS-VHDX §2.3; qemu `vhdx_log_flush`]: the file must be at least FlushedFileOffset long, or it lost data
     // that the log assumes is in place.
     if (entry.flushedFileOffset > BigInt(file.size)) {
       throw new VerityError(
@@ -167,8 +165,8 @@ class LogScan {
    * contiguously, each with the previous sequence number + 1 (checked on every link, which qemu skips for the
    * second), and keep the sequence whose last entry has the highest sequence number. (qemu 7.2 ranks sequences by
    * their first entry and keeps the first met on a tie, so of a sequence that wraps it replays only the part after
-   * the wrap; test/image/vhdx/log-replay.test.ts shows it.) A torn entry is skipped whole, as qemu does, so the scan reads each log
-   * byte a bounded number of times whatever the entries claim.
+   * the wrap; test/image/vhdx/log-replay.test.ts shows it.) A torn entry is skipped whole, as qemu does, so the scan
+   * reads each log byte a bounded number of times whatever the entries claim.
    */
   activeSequence(): LogEntry[] {
     let best: LogEntry[] = [];
@@ -221,7 +219,7 @@ class LogScan {
     return p;
   }
 
-  /** Validates the entry starting at `sector` [qemu-log `vhdx_log_hdr_is_valid`, `vhdx_validate_log_entry`]. */
+  /** Validates the entry starting at `sector` [qemu `vhdx_log_hdr_is_valid`, `vhdx_validate_log_entry`]. */
   private read(sector: number): Probe {
     const at = sector * LOG_SECTOR_SIZE;
     const h = LOG_ENTRY_HEADER.get(this.log, at);
@@ -236,7 +234,7 @@ class LogScan {
     if (descSectors > sectors) return notAnEntry;
 
     const bytes = this.entryBytes(at, h.entryLength);
-    if (crc32cWithZeroedField(bytes, 4) !== h.checksum) return { skip: sectors, torn: true };
+    if (checksumOf(LOG_ENTRY_HEADER, bytes) !== h.checksum) return { skip: sectors, torn: true };
 
     // The checksum holds, so the writer meant these bytes: anything malformed from here on is corruption, not a torn
     // write, and is an error (qemu also fails the open on an invalid descriptor).
@@ -265,12 +263,7 @@ class LogScan {
         if (s.signature !== LOG_DATA_SIGNATURE || seq !== d.sequenceNumber) {
           throw fail(`data sector ${dataSectors} does not match its descriptor.`);
         }
-        // Target sector = LeadingBytes (8) ‖ Data (4084) ‖ TrailingBytes (4) [qemu-log `vhdx_log_flush_desc`].
-        const sector = new Uint8Array(LOG_SECTOR_SIZE);
-        sector.set(bytes.subarray(dAt + DATA_DESCRIPTOR_LEADING_AT, dAt + DATA_DESCRIPTOR_LEADING_AT + 8), 0);
-        sector.set(bytes.subarray(sAt + LOG_DATA_AT, sAt + LOG_DATA_AT + LOG_DATA_LENGTH), 8);
-        sector.set(bytes.subarray(dAt + DATA_DESCRIPTOR_TRAILING_AT, dAt + DATA_DESCRIPTOR_TRAILING_AT + 4), 4092);
-        descriptors.push({ kind: 'data', target, sector });
+        descriptors.push({ kind: 'data', target, sector: joinLogSector(d, s) });
         dataSectors++;
       } else {
         throw fail(`descriptor ${i} has signature "${z.signature}".`);

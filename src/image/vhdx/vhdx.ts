@@ -1,16 +1,16 @@
 /**
  * VHDX reader [MS-VHDX]: a `ByteSource` over a VHDX file that reads as the virtual disk it holds. Read-only: it only
- * has a ByteSource, and a dirty log is replayed in memory (`vhdx-log.ts`), never written back.
+ * has a ByteSource, and a dirty log is replayed in memory (log.ts), never written back.
  *
- * Open order ([MS-VHDX] §2.2, §2.3; docs/disk-images.md): file type identifier → both headers, current one by checksum and sequence number
+ * Open order [MS-VHDX §2.2, §2.3]: file type identifier → both headers, current one by checksum and sequence number
  * → log replay when LogGuid ≠ 0 → region table (second copy if the first is corrupt) → metadata → BAT. Everything
  * after the headers is read through the replayed file. Differencing disks are refused (E_UNSUPPORTED): reading them
- * needs the parent, and substituting zeros for it would be wrong.
+ * needs the parent, and substituting zeros for it would be wrong. The layouts: structures.ts; the rules checked on
+ * them, with their sources: docs/disk-images.md.
  */
 import { VerityError } from '../../errors.js';
 import type { StructValue } from '../../binary/struct.js';
 import type { ByteSource, OriginRun, SequentialMap } from '../../io/source.js';
-import { crc32cWithZeroedField } from '../../binary/crc32c.js';
 import { NULL_GUID } from '../../binary/guid.js';
 import { type BlockMap, batGeometry, loadBat, type BlockCounts, type ReservedArea } from './bat.js';
 import { readFully, readRange, checkRange } from './io.js';
@@ -18,7 +18,6 @@ import { replayLog, type VhdxLogInfo } from './log.js';
 import {
   BAT_ENTRY_SIZE,
   BAT_REGION_GUID,
-  CHECKSUM_AT,
   FILE_IDENTIFIER,
   FILE_PARAMETERS,
   FILE_PARAMETERS_GUID,
@@ -61,7 +60,11 @@ import {
   VHDX_PARENT_LOCATOR_TYPE,
   VIRTUAL_DISK_SIZE,
   VIRTUAL_DISK_SIZE_GUID,
+  type VhdxHeaderValue,
+  checksumOf,
   decodeUtf16,
+  metadataEntryAt,
+  regionEntryAt,
   safeOffset,
 } from './structures.js';
 
@@ -189,15 +192,14 @@ export async function openVhdx(file: ByteSource): Promise<VhdxImage> {
 // ---------------------------------------------------------------------------------------------------------------------
 // Headers [MS-VHDX §2.2.2]
 
-type Header = StructValue<(typeof HEADER)['fields']>;
+type Header = VhdxHeaderValue;
 
 async function selectHeader(file: ByteSource): Promise<{ header: Header; current: 1 | 2; valid: [boolean, boolean] }> {
   const raw = await Promise.all(HEADER_OFFSETS.map((at) => readRange(file, at, HEADER_SIZE, 'header')));
   const parsed = raw.map((bytes) => {
     const h = HEADER.get(bytes, 0);
     // Valid = signature and checksum; qemu also requires Version 1 (`vhdx_parse_header`).
-    const sum = crc32cWithZeroedField(bytes, CHECKSUM_AT);
-    return h.signature === HEADER_SIGNATURE && sum === h.checksum && h.version === 1 ? h : null;
+    return h.signature === HEADER_SIGNATURE && checksumOf(HEADER, bytes) === h.checksum && h.version === 1 ? h : null;
   });
   const [h1, h2] = parsed as [Header | null, Header | null];
   const valid: [boolean, boolean] = [h1 !== null, h2 !== null];
@@ -213,7 +215,10 @@ async function selectHeader(file: ByteSource): Promise<{ header: Header; current
   throw bad(`both headers are valid with sequence number ${h1!.sequenceNumber} but differ: no current header.`);
 }
 
-/** Log placement from the current header: 1 MiB aligned, not in the header section [qemu-log `vhdx_parse_log`]. */
+/**
+ * Log placement from the current header: 1 MiB aligned, past the header section [MS-VHDX §2.2.2; qemu
+ * `vhdx_parse_log`].
+ */
 function checkLogPlacement(h: Header): { offset: number; length: number } {
   const offset = safeOffset(h.logOffset, 'log offset');
   const length = h.logLength;
@@ -243,7 +248,7 @@ async function readRegionTable(src: ByteSource, log: { offset: number; length: n
   for (const [i, at] of REGION_TABLE_OFFSETS.entries()) {
     const bytes = await readRange(src, at, REGION_TABLE_SIZE, 'region table');
     const head = REGION_TABLE_HEADER.get(bytes, 0);
-    if (head.signature === REGION_TABLE_SIGNATURE && crc32cWithZeroedField(bytes, CHECKSUM_AT) === head.checksum) {
+    if (head.signature === REGION_TABLE_SIGNATURE && checksumOf(REGION_TABLE_HEADER, bytes) === head.checksum) {
       table = bytes;
       copy = (i + 1) as 1 | 2;
       break;
@@ -262,7 +267,7 @@ async function readRegionTable(src: ByteSource, log: { offset: number; length: n
   let metadata: VhdxRegionInfo | null = null;
 
   for (let i = 0; i < entryCount; i++) {
-    const e = REGION_ENTRY.get(table, REGION_TABLE_HEADER.len + i * REGION_ENTRY.len);
+    const e = REGION_ENTRY.get(table, regionEntryAt(i));
     const known = KNOWN_REGIONS[e.guid];
     const what = known ?? `region ${e.guid}`;
     if (seen.has(e.guid)) throw bad(`region table lists the ${what} twice.`);
@@ -334,7 +339,7 @@ async function readMetadata(src: ByteSource, region: VhdxRegionInfo): Promise<Me
   const spans: Array<{ start: number; end: number; name: string }> = [];
   const seen = new Set<string>();
   for (let i = 0; i < head.entryCount; i++) {
-    const e = METADATA_ENTRY.get(table, METADATA_TABLE_HEADER.len + i * METADATA_ENTRY.len);
+    const e = METADATA_ENTRY.get(table, metadataEntryAt(i));
     const isUser = (e.flags & METADATA_IS_USER) !== 0;
     // System items are known by ItemId with IsUser clear; (ItemId, IsUser) is unique [MS-VHDX §2.6.1.2].
     const known = isUser ? undefined : KNOWN_ITEMS[e.itemId];

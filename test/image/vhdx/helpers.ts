@@ -152,10 +152,6 @@ export function bunzip(name: string): Promise<string> {
 // ---------------------------------------------------------------------------------------------------------------------
 // Helpers over the test writer (test/support/vhdx-writer.ts)
 
-export function view(b: Uint8Array): DataView {
-  return new DataView(b.buffer, b.byteOffset, b.byteLength);
-}
-
 /** The 4 KiB page of the file at `offset`, copied. */
 export function page(file: Uint8Array, offset: number): Uint8Array {
   return file.slice(offset, offset + 4096);

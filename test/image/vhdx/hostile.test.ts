@@ -6,15 +6,49 @@ import { VerityError } from '../../../src/errors.js';
 import { openVhdx } from '../../../src/image/vhdx/vhdx.js';
 import { bytesSource } from '../../../src/io/source.js';
 import { Rng } from '../../support/rng.js';
-import { HEADER, HEADER_OFFSETS, LOG_ENTRY_HEADER, METADATA_ENTRY, METADATA_IS_REQUIRED, METADATA_TABLE_HEADER, REGION_ENTRY, REGION_TABLE_HEADER, REGION_TABLE_OFFSETS } from '../../../src/image/vhdx/structures.js';
-import { BAT_OFFSET, buildVhdx, G, LOG_LENGTH, LOG_OFFSET, logEntry, META_OFFSET, patch, placeLog, resealHeader, resealRegionTable, type Built } from '../../support/vhdx-writer.js';
-import { KiB, MiB, counted, expectError, expectMatchesModel, open, readAll, view } from './helpers.js';
+import {
+  BAT_ENTRY,
+  FILE_PARAMETERS,
+  HEADER,
+  HEADER_OFFSETS,
+  LOG_ENTRY_HEADER,
+  LOG_SECTOR_SIZE,
+  METADATA_ENTRY,
+  METADATA_IS_REQUIRED,
+  METADATA_TABLE_HEADER,
+  METADATA_TABLE_SIZE,
+  PayloadState,
+  REGION_ENTRY,
+  REGION_TABLE_HEADER,
+  REGION_TABLE_OFFSETS,
+  SECTOR_SIZE,
+  VIRTUAL_DISK_SIZE,
+  metadataEntryAt,
+  regionEntryAt,
+} from '../../../src/image/vhdx/structures.js';
+import {
+  BAT_OFFSET,
+  batEntry,
+  buildVhdx,
+  G,
+  itemAt,
+  LOG_LENGTH,
+  LOG_OFFSET,
+  logEntry,
+  META_OFFSET,
+  patch,
+  placeLog,
+  resealHeader,
+  resealRegionTable,
+  type Built,
+} from '../../support/vhdx-writer.js';
+import { KiB, MiB, counted, expectError, expectMatchesModel, open, readAll } from './helpers.js';
 
 describe('hostile and damaged images: a typed error, quickly, with bounded reads', () => {
   const base = () => buildVhdx({ virtualSize: 16 * MiB, blockSize: MiB, present: [3, 0, 7] });
   const setRegionEntry = (file: Uint8Array, index: number, fields: { offset?: number; length?: number; guid?: string; flags?: number }) => {
     for (const copy of REGION_TABLE_OFFSETS) {
-      const e = copy + REGION_TABLE_HEADER.len + REGION_ENTRY.len * index;
+      const e = copy + regionEntryAt(index);
       patch(file, REGION_ENTRY, e, {
         ...(fields.guid !== undefined ? { guid: fields.guid } : {}),
         ...(fields.offset !== undefined ? { fileOffset: BigInt(fields.offset) } : {}),
@@ -25,27 +59,13 @@ describe('hostile and damaged images: a typed error, quickly, with bounded reads
       resealRegionTable(file, copy);
     }
   };
-  const metadataEntryAt = (index: number) => META_OFFSET + METADATA_TABLE_HEADER.len + METADATA_ENTRY.len * index;
   /** Adds metadata table entry `index` for an 8-byte item at 128 KiB of the region, and counts it in. */
   const addMetadataEntry = (file: Uint8Array, index: number, itemId: string, flags: number) => {
-    METADATA_ENTRY.put(file, metadataEntryAt(index), { itemId, offset: 128 * KiB, length: 8, flags });
+    METADATA_ENTRY.put(file, META_OFFSET + metadataEntryAt(index), { itemId, offset: 128 * KiB, length: 8, flags });
     patch(file, METADATA_TABLE_HEADER, META_OFFSET, { entryCount: index + 1 });
   };
-  /** Overwrites the value of a metadata item (located through the writer's table). */
-  const setItem = (file: Uint8Array, guid: string, value: Uint8Array) => {
-    const { entryCount } = METADATA_TABLE_HEADER.get(file, META_OFFSET);
-    for (let i = 0; i < entryCount; i++) {
-      const entry = METADATA_ENTRY.get(file, metadataEntryAt(i));
-      if (entry.itemId === guid) {
-        file.set(value, META_OFFSET + entry.offset);
-        return;
-      }
-    }
-    throw new Error(`no item ${guid}`);
-  };
-  const u32 = (v: number) => new Uint8Array(new Uint32Array([v]).buffer);
-  const u64 = (v: bigint) => new Uint8Array(new BigUint64Array([v]).buffer);
-  const setBat = (b: Built, block: number, value: bigint) => view(b.file).setBigUint64(BAT_OFFSET + b.batIndex(block) * 8, value, true);
+  const setBat = (b: Built, block: number, state: number, fileOffset = 0) => BAT_ENTRY.put(b.file, b.batEntryAt(block), batEntry(state, fileOffset));
+  const { FULLY_PRESENT, PARTIALLY_PRESENT } = PayloadState;
 
   interface HostileCase {
     name: string;
@@ -71,8 +91,8 @@ describe('hostile and damaged images: a typed error, quickly, with bounded reads
       name: 'both header checksums wrong',
       make: () => {
         const f = base().file;
-        f[64 * KiB + 100]! ^= 1;
-        f[128 * KiB + 4000]! ^= 1; // in the reserved bytes: still covered by the checksum
+        f[HEADER_OFFSETS[0] + 100]! ^= 1; // past the defined fields, in the reserved bytes: still covered by the checksum
+        f[HEADER_OFFSETS[1] + 4000]! ^= 1;
         return f;
       },
       code: 'E_BAD_IMAGE',
@@ -94,8 +114,7 @@ describe('hostile and damaged images: a typed error, quickly, with bounded reads
       name: 'both region tables corrupt',
       make: () => {
         const f = base().file;
-        f[192 * KiB + 20]! ^= 1;
-        f[256 * KiB + 20]! ^= 1;
+        for (const copy of REGION_TABLE_OFFSETS) f[copy + regionEntryAt(0) + REGION_ENTRY.fields.guid.offset + 4]! ^= 1;
         return f;
       },
       code: 'E_BAD_IMAGE',
@@ -108,21 +127,21 @@ describe('hostile and damaged images: a typed error, quickly, with bounded reads
     { name: 'a region at offset 2^63', make: () => { const f = base().file; setRegionEntry(f, 0, { offset: 2 ** 63 }); return f; }, code: 'E_BAD_IMAGE', message: /BAT region offset .* beyond/ },
     { name: 'an unknown required region', make: () => { const f = base().file; setRegionEntry(f, 2, { guid: G.diskId, offset: 40 * MiB, length: MiB, flags: 1 }); return f; }, code: 'E_UNSUPPORTED', message: /required region 11223344/ },
     { name: 'no metadata region', make: () => { const f = base().file; setRegionEntry(f, 1, { guid: G.diskId, flags: 0 }); return f; }, code: 'E_BAD_IMAGE', message: /lacks the metadata region/ },
-    { name: 'BAT entry past the end of the file', make: () => { const b = base(); setBat(b, 3, BigInt(64 * MiB) | 6n); return b.file; }, code: 'E_TRUNCATED', message: /BAT entry 3 \(payload block 3\) lies at bytes 67108864/ },
-    { name: 'BAT entry at 2^63', make: () => { const b = base(); setBat(b, 3, (1n << 63n) | 6n); return b.file; }, code: 'E_BAD_IMAGE', message: /BAT entry 3 .* beyond 8 PiB/ },
-    { name: 'BAT entry inside the header section', make: () => { const b = base(); setBat(b, 3, 6n); return b.file; }, code: 'E_BAD_IMAGE', message: /inside the 1 MiB header section/ },
-    { name: 'BAT entry on the BAT region', make: () => { const b = base(); setBat(b, 3, BigInt(BAT_OFFSET) | 6n); return b.file; }, code: 'E_BAD_IMAGE', message: /overlaps the BAT region/ },
-    { name: 'two blocks at the same offset', make: () => { const b = base(); setBat(b, 9, BigInt(b.offsetOf.get(0)!) | 6n); return b.file; }, code: 'E_BAD_IMAGE', message: /two payload blocks overlap/ },
-    { name: 'PARTIALLY_PRESENT in a non-differencing disk', make: () => { const b = base(); setBat(b, 7, BigInt(b.offsetOf.get(7)!) | 7n); return b.file; }, code: 'E_BAD_IMAGE', message: /PARTIALLY_PRESENT/ },
-    { name: 'reserved BAT state 4', make: () => { const b = base(); setBat(b, 1, 4n); return b.file; }, code: 'E_BAD_IMAGE', message: /reserved state 4/ },
-    { name: 'virtual size 2^63', make: () => { const f = base().file; setItem(f, G.virtualDiskSize, u64(1n << 63n)); return f; }, code: 'E_BAD_IMAGE', message: /exceeds the 64 TiB/ },
-    { name: 'virtual size 64 TiB in a 6 MiB file', make: () => { const f = base().file; setItem(f, G.virtualDiskSize, u64(1n << 46n)); return f; }, code: 'E_BAD_IMAGE', message: /BAT region holds 131072 entries.* needs 67125247/ },
-    { name: 'virtual size not a multiple of the sector', make: () => { const f = base().file; setItem(f, G.virtualDiskSize, u64(1000n)); return f; }, code: 'E_BAD_IMAGE', message: /not a multiple of the 512-byte/ },
-    { name: 'block size 3 MiB', make: () => { const f = base().file; setItem(f, G.fileParameters, u32(3 * MiB)); return f; }, code: 'E_BAD_IMAGE', message: /block size 3145728/ },
-    { name: 'block size 512 MiB', make: () => { const f = base().file; setItem(f, G.fileParameters, u32(512 * MiB)); return f; }, code: 'E_BAD_IMAGE', message: /block size 536870912/ },
-    { name: 'block size 0', make: () => { const f = base().file; setItem(f, G.fileParameters, u32(0)); return f; }, code: 'E_BAD_IMAGE', message: /block size 0 / },
-    { name: 'logical sector size 1024', make: () => { const f = base().file; setItem(f, G.logicalSectorSize, u32(1024)); return f; }, code: 'E_BAD_IMAGE', message: /logical sector size 1024/ },
-    { name: 'physical sector size 2^32-1', make: () => { const f = base().file; setItem(f, G.physicalSectorSize, u32(0xffffffff)); return f; }, code: 'E_BAD_IMAGE', message: /physical sector size 4294967295/ },
+    { name: 'BAT entry past the end of the file', make: () => { const b = base(); setBat(b, 3, FULLY_PRESENT, 64 * MiB); return b.file; }, code: 'E_TRUNCATED', message: /BAT entry 3 \(payload block 3\) lies at bytes 67108864/ },
+    { name: 'BAT entry at 2^63', make: () => { const b = base(); setBat(b, 3, FULLY_PRESENT, 2 ** 63); return b.file; }, code: 'E_BAD_IMAGE', message: /BAT entry 3 .* beyond 8 PiB/ },
+    { name: 'BAT entry inside the header section', make: () => { const b = base(); setBat(b, 3, FULLY_PRESENT, 0); return b.file; }, code: 'E_BAD_IMAGE', message: /inside the 1 MiB header section/ },
+    { name: 'BAT entry on the BAT region', make: () => { const b = base(); setBat(b, 3, FULLY_PRESENT, BAT_OFFSET); return b.file; }, code: 'E_BAD_IMAGE', message: /overlaps the BAT region/ },
+    { name: 'two blocks at the same offset', make: () => { const b = base(); setBat(b, 9, FULLY_PRESENT, b.offsetOf.get(0)!); return b.file; }, code: 'E_BAD_IMAGE', message: /two payload blocks overlap/ },
+    { name: 'PARTIALLY_PRESENT in a non-differencing disk', make: () => { const b = base(); setBat(b, 7, PARTIALLY_PRESENT, b.offsetOf.get(7)!); return b.file; }, code: 'E_BAD_IMAGE', message: /PARTIALLY_PRESENT/ },
+    { name: 'reserved BAT state 4', make: () => { const b = base(); setBat(b, 1, 4); return b.file; }, code: 'E_BAD_IMAGE', message: /reserved state 4/ },
+    { name: 'virtual size 2^63', make: () => { const f = base().file; patch(f, VIRTUAL_DISK_SIZE, itemAt(f, G.virtualDiskSize), { size: 1n << 63n }); return f; }, code: 'E_BAD_IMAGE', message: /exceeds the 64 TiB/ },
+    { name: 'virtual size 64 TiB in a 6 MiB file', make: () => { const f = base().file; patch(f, VIRTUAL_DISK_SIZE, itemAt(f, G.virtualDiskSize), { size: 1n << 46n }); return f; }, code: 'E_BAD_IMAGE', message: /BAT region holds 131072 entries.* needs 67125247/ },
+    { name: 'virtual size not a multiple of the sector', make: () => { const f = base().file; patch(f, VIRTUAL_DISK_SIZE, itemAt(f, G.virtualDiskSize), { size: 1000n }); return f; }, code: 'E_BAD_IMAGE', message: /not a multiple of the 512-byte/ },
+    { name: 'block size 3 MiB', make: () => { const f = base().file; patch(f, FILE_PARAMETERS, itemAt(f, G.fileParameters), { blockSize: 3 * MiB }); return f; }, code: 'E_BAD_IMAGE', message: /block size 3145728/ },
+    { name: 'block size 512 MiB', make: () => { const f = base().file; patch(f, FILE_PARAMETERS, itemAt(f, G.fileParameters), { blockSize: 512 * MiB }); return f; }, code: 'E_BAD_IMAGE', message: /block size 536870912/ },
+    { name: 'block size 0', make: () => { const f = base().file; patch(f, FILE_PARAMETERS, itemAt(f, G.fileParameters), { blockSize: 0 }); return f; }, code: 'E_BAD_IMAGE', message: /block size 0 / },
+    { name: 'logical sector size 1024', make: () => { const f = base().file; patch(f, SECTOR_SIZE, itemAt(f, G.logicalSectorSize), { size: 1024 }); return f; }, code: 'E_BAD_IMAGE', message: /logical sector size 1024/ },
+    { name: 'physical sector size 2^32-1', make: () => { const f = base().file; patch(f, SECTOR_SIZE, itemAt(f, G.physicalSectorSize), { size: 0xffffffff }); return f; }, code: 'E_BAD_IMAGE', message: /physical sector size 4294967295/ },
     {
       name: 'a required metadata item missing',
       make: () => {
@@ -147,7 +166,7 @@ describe('hostile and damaged images: a typed error, quickly, with bounded reads
       name: 'a metadata item outside the region',
       make: () => {
         const f = base().file;
-        patch(f, METADATA_ENTRY, metadataEntryAt(0), { offset: MiB - 4 });
+        patch(f, METADATA_ENTRY, META_OFFSET + metadataEntryAt(0), { offset: MiB - 4 });
         return f;
       },
       code: 'E_BAD_IMAGE',
@@ -256,10 +275,10 @@ describe('hostile and damaged images: a typed error, quickly, with bounded reads
     b.writeHeaders([1n, 2n], G.logGuid);
     const e = logEntry({ seq: 1n, tail: 0, fileSize: b.file.length, descs: [] });
     for (let s = 0; s < 256; s++) {
-      const h = e.slice(0, 4096);
+      const h = e.slice(0, LOG_SECTOR_SIZE);
       // EntryLength = the whole log, so each CRC would cover 1 MiB; the stored CRC is wrong anyway.
       patch(h, LOG_ENTRY_HEADER, 0, { entryLength: LOG_LENGTH, checksum: 0x12345678 });
-      b.file.set(h, LOG_OFFSET + s * 4096);
+      b.file.set(h, LOG_OFFSET + s * LOG_SECTOR_SIZE);
     }
     const started = performance.now();
     const img = await open(b.file);
@@ -271,10 +290,10 @@ describe('hostile and damaged images: a typed error, quickly, with bounded reads
     const rng = new Rng(4242);
     const pristine = base().file;
     const areas = [
-      [64 * KiB, 64 * KiB + 96],
-      [192 * KiB, 192 * KiB + 96],
+      [HEADER_OFFSETS[0], HEADER_OFFSETS[0] + 96],
+      [REGION_TABLE_OFFSETS[0], REGION_TABLE_OFFSETS[0] + 96],
       [META_OFFSET, META_OFFSET + 256],
-      [META_OFFSET + 64 * KiB, META_OFFSET + 64 * KiB + 64],
+      [META_OFFSET + METADATA_TABLE_SIZE, META_OFFSET + METADATA_TABLE_SIZE + 64],
       [BAT_OFFSET, BAT_OFFSET + 128],
     ] as const;
     for (let i = 0; i < 300; i++) {

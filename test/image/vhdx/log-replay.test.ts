@@ -5,9 +5,9 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { openVhdx } from '../../../src/image/vhdx/vhdx.js';
 import { bytesSource } from '../../../src/io/source.js';
-import { LOG_ENTRY_HEADER, sealChecksum } from '../../../src/image/vhdx/structures.js';
-import { BAT_OFFSET, buildVhdx, G, logEntry, patch, placeLog } from '../../support/vhdx-writer.js';
-import { HAS_QEMU_IMG, MiB, SKIP_QEMU, counted, expectMatchesModel, expectSame, open, page, qemuRaw, readAll, useWorkDir, view } from './helpers.js';
+import { BAT_ENTRY, LOG_DATA_SECTOR, LOG_ENTRY_HEADER, LOG_SECTOR_SIZE, PayloadState, sealChecksum } from '../../../src/image/vhdx/structures.js';
+import { BAT_OFFSET, batEntry, buildVhdx, G, logEntry, patch, placeLog } from '../../support/vhdx-writer.js';
+import { HAS_QEMU_IMG, MiB, SKIP_QEMU, counted, expectMatchesModel, expectSame, open, page, qemuRaw, readAll, useWorkDir } from './helpers.js';
 
 useWorkDir();
 
@@ -22,33 +22,33 @@ describe('log replay (in memory)', () => {
     const file = built.file;
     const batPage = BAT_OFFSET; // blocks 0-511
     const post1 = page(file, batPage); // block 30 present
-    view(post1).setBigUint64(20 * 8, 2n, true); // ... and block 20 ZERO (final BAT page)
+    BAT_ENTRY.put(post1, built.batEntryAt(20) - batPage, batEntry(PayloadState.ZERO)); // ... and block 20 ZERO (final BAT page)
     const mid = page(file, batPage); // what entry 10 writes: block 30 present, 20 still present
     // On disk: block 30 absent.
-    view(file).setBigUint64(batPage + 30 * 8, 0n, true);
+    BAT_ENTRY.put(file, built.batEntryAt(30), batEntry(PayloadState.NOT_PRESENT));
 
     const b5 = built.offsetOf.get(5)!;
     const b9 = built.offsetOf.get(9)!;
     const rewritten = new Uint8Array(4096).fill(0x5a);
     rewritten[0] = 1;
     rewritten[4095] = 2;
-    const tail = layout.first * 4096;
+    const tail = layout.first * LOG_SECTOR_SIZE;
     const size = file.length;
     const e10 = logEntry({ seq: 10n, tail, fileSize: size, descs: [{ target: batPage, data: mid }, { target: b9, data: new Uint8Array(4096).fill(0x77) }] });
     const e11 = logEntry({ seq: 11n, tail, fileSize: size, descs: [{ target: b5 + 4096, zero: 8192 }] });
     const e12 = logEntry({ seq: 12n, tail, fileSize: size, descs: [{ target: b5 + 8192, data: rewritten }, { target: batPage, data: post1 }] });
     const torn = logEntry({ seq: 13n, tail, fileSize: size, descs: [{ target: batPage, data: new Uint8Array(4096) }] });
-    torn[5000]! ^= 1;
+    torn[LOG_SECTOR_SIZE + LOG_DATA_SECTOR.fields.data.offset + 896]! ^= 1; // in its data sector's Data: the CRC fails
     // An older sequence with the same LogGuid (must not be applied: its head has a lower sequence number), and an
     // entry of another LogGuid with a higher number (stale, from an earlier open).
-    const old = logEntry({ seq: 3n, tail: 200 * 4096, fileSize: size, descs: [{ target: batPage, data: new Uint8Array(4096) }] });
-    const stale = logEntry({ seq: 99n, guid: G.otherLogGuid, tail: 120 * 4096, fileSize: size, descs: [{ target: batPage, data: new Uint8Array(4096) }] });
+    const old = logEntry({ seq: 3n, tail: 200 * LOG_SECTOR_SIZE, fileSize: size, descs: [{ target: batPage, data: new Uint8Array(4096) }] });
+    const stale = logEntry({ seq: 99n, guid: G.otherLogGuid, tail: 120 * LOG_SECTOR_SIZE, fileSize: size, descs: [{ target: batPage, data: new Uint8Array(4096) }] });
     placeLog(file, old, 200);
     placeLog(file, stale, 120);
     let s = layout.first;
     for (const e of [e10, e11, e12, torn]) {
       placeLog(file, e, s);
-      s = (s + e.length / 4096) % 256;
+      s = (s + e.length / LOG_SECTOR_SIZE) % 256;
     }
     built.writeHeaders([7n, 8n], G.logGuid);
 
@@ -110,7 +110,7 @@ describe('log replay (in memory)', () => {
     const size = built.file.length;
     // Entry 5 (already flushed) writes 0x11 into block 1; entry 6, whose Tail names itself, writes 0x22 into block 2.
     const e5 = logEntry({ seq: 5n, tail: 0, fileSize: size, descs: [{ target: b1, data: new Uint8Array(4096).fill(0x11) }] });
-    const e6 = logEntry({ seq: 6n, tail: 2 * 4096, fileSize: size, descs: [{ target: b2, data: new Uint8Array(4096).fill(0x22) }] });
+    const e6 = logEntry({ seq: 6n, tail: 2 * LOG_SECTOR_SIZE, fileSize: size, descs: [{ target: b2, data: new Uint8Array(4096).fill(0x22) }] });
     placeLog(built.file, e5, 0);
     placeLog(built.file, e6, 2);
     const img = await open(built.file);
@@ -123,10 +123,10 @@ describe('log replay (in memory)', () => {
     const built = buildVhdx({ virtualSize: 8 * MiB, blockSize: MiB, present: [1], logGuid: G.logGuid });
     const size = built.file.length;
     const bat = page(built.file, BAT_OFFSET);
-    view(bat).setBigUint64(3 * 8, BigInt(size) | 6n, true); // block 3 → the first MiB past the end
+    BAT_ENTRY.put(bat, built.batEntryAt(3) - BAT_OFFSET, batEntry(PayloadState.FULLY_PRESENT, size)); // block 3 → the first MiB past the end
     const e = logEntry({ seq: 1n, tail: 0, fileSize: size, descs: [{ target: BAT_OFFSET, data: bat }] });
     patch(e, LOG_ENTRY_HEADER, 0, { lastFileOffset: BigInt(size + MiB) });
-    sealChecksum(e, LOG_ENTRY_HEADER.fields.checksum.offset);
+    sealChecksum(LOG_ENTRY_HEADER, e);
     placeLog(built.file, e, 0);
     const img = await open(built.file);
     expect(img.info.replay).toMatchObject({ replayed: true, replayedFileSize: size + MiB });

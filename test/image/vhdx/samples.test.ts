@@ -6,8 +6,10 @@ import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { openVhdx } from '../../../src/image/vhdx/vhdx.js';
 import { openFileSource } from '../../../src/files/files.js';
+import { MBR, MBR_SIGNATURE } from '../../../src/image/mbr.js';
+import { HEADER, HEADER_OFFSETS, LOG_SECTOR_SIZE } from '../../../src/image/vhdx/structures.js';
 import { Rng } from '../../support/rng.js';
-import { GiB, HAS_BZIP2, KiB, MiB, SKIP_BZIP2, bunzip, counted, expectSame, findNot, open, readAll, sha256File, sha256Of, useWorkDir, view } from './helpers.js';
+import { GiB, HAS_BZIP2, MiB, SKIP_BZIP2, bunzip, counted, expectSame, findNot, open, readAll, sha256File, sha256Of, useWorkDir } from './helpers.js';
 
 useWorkDir();
 
@@ -61,10 +63,10 @@ describe(`qemu-iotests samples${SKIP_BZIP2}`, () => {
         header: { current: 1, valid: [true, true], sequenceNumber: 1n },
         blocks: { fullyPresent: 128, total: 128 },
       });
-      const mbr = await readAll(img, 0, 512);
-      expect([mbr[510], mbr[511]]).toEqual([0x55, 0xaa]);
-      const p = view(mbr.subarray(446, 462));
-      expect({ type: p.getUint8(4), lba: p.getUint32(8, true), sectors: p.getUint32(12, true) }).toEqual({ type: 6, lba: 128, sectors: 518144 });
+      const mbr = MBR.get(await readAll(img, 0, MBR.len), 0);
+      expect(mbr.signature).toBe(MBR_SIGNATURE); // bytes 55 aa
+      const p = mbr.partitionRecords[0]!;
+      expect({ type: p.osType, lba: p.startingLba, sectors: p.sizeInLba }).toEqual({ type: 6, lba: 128, sectors: 518144 });
       expect(await findNot(img, 0, MiB, img.size)).toBeNull();
       expect(await sha256Of(img)).toBe('96d964042be9b58dda1725567abfb0cf9fd8380e2118754afa979c2ad445938a');
     } finally {
@@ -107,7 +109,9 @@ describe(`qemu-iotests samples${SKIP_BZIP2}`, () => {
 
   it.skipIf(!HAS_BZIP2)('iotest-dirtylog-10G-4M with its log entry torn (bad CRC): not replayed, 0xa5 ends at 17 MiB', async () => {
     const bytes = new Uint8Array(readFileSync(paths['iotest-dirtylog-10G-4M']!));
-    bytes[0x10d000 + 100]! ^= 0xff; // inside the entry's data sector (entry at log offset 0xC000, log at 1 MiB)
+    // Inside the entry's data sector: the entry is at log offset 0xC000 (log at 1 MiB), its data sector the one after.
+    const logOffset = Number(HEADER.get(bytes, HEADER_OFFSETS[1]).logOffset);
+    bytes[logOffset + 0xc000 + LOG_SECTOR_SIZE + 100]! ^= 0xff;
     const img = await open(bytes);
     expect(img.info.replay).toMatchObject({ replayed: false, entries: 0, discardedEntries: 1 });
     expect(img.info.blocks.fullyPresent).toBe(17);
@@ -117,7 +121,7 @@ describe(`qemu-iotests samples${SKIP_BZIP2}`, () => {
 
   it.skipIf(!HAS_BZIP2)('a sample corrupted in the current header falls back to the other one', async () => {
     const bytes = new Uint8Array(readFileSync(paths['iotest-dynamic-1G']!));
-    bytes[128 * KiB + 200]! ^= 1; // header 2 (current, seq 15): checksum now fails
+    bytes[HEADER_OFFSETS[1] + 200]! ^= 1; // a reserved byte of header 2 (current, seq 15): checksum now fails
     const img = await open(bytes);
     expect(img.info.header).toMatchObject({ current: 1, valid: [true, false], sequenceNumber: 14n });
     expect(await findNot(img, 0x96, 33 * MiB, 66 * MiB)).toBeNull();
