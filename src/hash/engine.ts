@@ -5,15 +5,17 @@
  */
 import type { HashAlgorithm } from '../format/algorithms.js';
 
-/** Format 1 prepends the salt to every block; format 0 (Chrome OS) appends it (verity_hash.c: verify_hash_block). */
+/** Format 1 prepends the salt to every block; format 0 (Chrome OS) appends it (cryptsetup lib/verity/verity_hash.c: verify_hash_block). */
 export type SaltPlacement = 'prefix' | 'suffix';
 
+/** What a block hasher hashes with: one tree's algorithm, salt and salt placement. */
 export interface BlockHasherOptions {
   algorithm: HashAlgorithm;
   salt: Uint8Array;
   saltPlacement: SaltPlacement;
 }
 
+/** Hashes batches of blocks for one tree (one algorithm and salt). */
 export interface BlockHasher {
   readonly digestSize: number;
   /**
@@ -30,6 +32,20 @@ export interface BlockHasher {
   ): Promise<void>;
 }
 
+/**
+ * `BlockHasher.hashBlocks` as a plain synchronous function: the block loop of an engine, which its BlockHasher and
+ * the hash pool's threads both run.
+ */
+export type BlockLoop = (
+  src: Uint8Array,
+  blockSize: number,
+  count: number,
+  dst: Uint8Array,
+  dstOffset: number,
+  dstStride: number,
+) => void;
+
+/** A way of hashing (node:crypto, a WASM kernel, a pool of threads): makes block hashers. */
 export interface HashEngine {
   readonly name: string;
   /** Whether this engine hashes `algorithm` (the WASM SIMD kernel does sha256 only). */
@@ -46,6 +62,7 @@ export interface HashEngine {
   close?(): Promise<void>;
 }
 
+/** The salt placement of a superblock hash type: 1 (normal) prefix, 0 (Chrome OS) suffix. */
 export function saltPlacementFor(hashType: 0 | 1): SaltPlacement {
   return hashType === 1 ? 'prefix' : 'suffix';
 }

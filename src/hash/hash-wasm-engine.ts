@@ -20,6 +20,7 @@ async function createHasher(algorithm: HashAlgorithm): Promise<IHasher> {
   return factories[algorithm]();
 }
 
+/** hash-wasm on the calling thread; every algorithm, any runtime with WebAssembly. */
 export const hashWasmEngine: HashEngine = {
   name: 'hash-wasm',
   supports: () => true,

@@ -1,3 +1,4 @@
+/** Engines are used only after their known-answer test (self-test.ts), which runs once per engine and algorithm. */
 import type { HashAlgorithm } from '../format/algorithms.js';
 import type { HashEngine } from './engine.js';
 import { selfTest } from './self-test.js';

@@ -19,6 +19,7 @@ const ABC: Record<HashAlgorithm, string> = {
 /** SHA-256("abc") = SHA-256(salt "a" ‖ block "bc") = SHA-256(block "ab" ‖ salt "c"). */
 const abc = new Uint8Array([0x61, 0x62, 0x63]);
 
+/** Resolves if `engine` gives the known answers for `algorithm`; throws E_INTERNAL otherwise. */
 export async function selfTest(engine: HashEngine, algorithm: HashAlgorithm): Promise<void> {
   const expected = fromHex(ABC[algorithm], 'known answer');
   const cases = [

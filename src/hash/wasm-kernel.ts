@@ -8,6 +8,7 @@
  * thread and instantiated per `loadKernel` call, so every thread can instantiate it over the same shared memory.
  */
 import { SHA256X4_SHARED_WASM, SHA256X4_WASM } from './wasm-sha256-binary.js';
+import type { BlockLoop } from './engine.js';
 
 /** A `WebAssembly.Memory`: tsconfig's lib (ES2022, no DOM) has no WebAssembly types, so these are the parts used. */
 export interface WasmMemory {
@@ -139,5 +140,48 @@ export async function loadKernel(memory: WasmMemory): Promise<Sha256Kernel> {
     scratchBytes,
     setup: exports.setup as Sha256Kernel['setup'],
     hash: exports.hash as Sha256Kernel['hash'],
+  };
+}
+
+/**
+ * Bytes of block data per kernel call. V8 has no on-stack replacement for wasm: a function is tiered up only between
+ * calls, so one long first call would run entirely in the baseline compiler's code.
+ */
+export const KERNEL_CALL_BYTES = 1 << 20;
+
+/** Blocks per kernel call: KERNEL_CALL_BYTES of them, whole lane groups when there are that many, at least one. */
+export function kernelBlocksPerCall(blockSize: number): number {
+  const fit = Math.max(1, Math.floor(KERNEL_CALL_BYTES / blockSize));
+  return fit >= KERNEL_LANES ? fit - (fit % KERNEL_LANES) : fit;
+}
+
+/**
+ * The kernel's block loop, shared by the wasm-simd engine and the hash pool's threads: hashes blocks that are views
+ * of the kernel's own memory (their byte offsets are the kernel's addresses) into digests there, in calls of at most
+ * kernelBlocksPerCall blocks. `scratch` (kernel.scratchBytes, 16-aligned) and `saltAt` (`salt.length` bytes) are the
+ * caller's regions of that memory; the scratch is set up on the first call and whenever the block size changes, so
+ * while the loop is in use nothing else may set the same scratch up.
+ */
+export function kernelBlockLoop(
+  kernel: Sha256Kernel,
+  scratch: number,
+  saltAt: number,
+  salt: Uint8Array,
+  saltFirst: boolean,
+): BlockLoop {
+  let setUpFor = 0;
+  return (src, blockSize, count, dst, dstOffset, dstStride) => {
+    const memory = kernel.memory.buffer;
+    if (src.buffer !== memory || dst.buffer !== memory) throw new Error('The kernel hashes only views of its own memory.');
+    if (blockSize !== setUpFor) {
+      new Uint8Array(memory, saltAt, salt.length).set(salt);
+      kernel.setup(scratch, saltAt, salt.length, blockSize, saltFirst ? 1 : 0);
+      setUpFor = blockSize;
+    }
+    const perCall = kernelBlocksPerCall(blockSize);
+    for (let first = 0; first < count; first += perCall) {
+      const n = Math.min(perCall, count - first);
+      kernel.hash(scratch, src.byteOffset + first * blockSize, n, dst.byteOffset + dstOffset + first * dstStride, dstStride);
+    }
   };
 }

@@ -1,9 +1,10 @@
 /**
- * All-zero blocks hash to one precomputed digest. Real root filesystems are mostly empty space, so checking for zeros
+ * All-zero blocks of one size hash to one digest. Real root filesystems are mostly empty space, so checking for zeros
  * (which stops at the first non-zero word of a random block) and copying a cached digest saves most of their hashing.
- * The output is identical; only the work differs.
+ * The output is identical; only the work differs. Every engine and every thread of the hash pool skips zero blocks
+ * through the one walk here (ZeroDigests), wrapped around its block loop (skipZeroBlocks) or hasher (withZeroBlocks).
  */
-import type { BlockHasher } from './engine.js';
+import type { BlockHasher, BlockLoop } from './engine.js';
 
 /** True when every byte of `block` is zero; reads 32-bit words when aligned, with an early exit. */
 export function isZeroBlock(block: Uint8Array): boolean {
@@ -22,6 +23,7 @@ export function isZeroBlock(block: Uint8Array): boolean {
   return true;
 }
 
+/** Blocks [first, first + count) of a batch, all zero or none. */
 export interface BlockRun {
   first: number;
   count: number;
@@ -30,7 +32,7 @@ export interface BlockRun {
 
 /**
  * Blocks [0, count) of `src` as alternating runs of non-zero and all-zero blocks, in order. Every hashing thread runs
- * this over its own share of a batch, hashing the non-zero runs and filling in the cached digest for the zero ones.
+ * this over its own share of a batch (through ZeroDigests), so zero-heavy images keep their parallelism.
  */
 export function* blockRuns(src: Uint8Array, blockSize: number, count: number): Generator<BlockRun> {
   let runStart = 0;
@@ -46,29 +48,70 @@ export function* blockRuns(src: Uint8Array, blockSize: number, count: number): G
   if (count > runStart) yield { first: runStart, count: count - runStart, zero: runZero };
 }
 
+/**
+ * The digest of an all-zero block, per block size, for one hasher (one algorithm and salt). It is not computed apart:
+ * the first all-zero block met is hashed where it lies like any other, and its digest is kept.
+ */
+export class ZeroDigests {
+  private readonly digests = new Map<number, Uint8Array>();
+
+  constructor(readonly digestSize: number) {}
+
+  /**
+   * Walks blocks [0, count) of `src`, writing the cached digest for every all-zero block (digest `i` at
+   * `dst[dstOffset + i * dstStride]`), and yields the runs the caller must hash into `dst` itself: the non-zero runs,
+   * and a block size's first zero block, whose digest is read back from `dst` once the caller resumes the walk. A
+   * generator, so the synchronous loops and the async hashers share this one walk.
+   */
+  *runsToHash(
+    src: Uint8Array,
+    blockSize: number,
+    count: number,
+    dst: Uint8Array,
+    dstOffset: number,
+    dstStride: number,
+  ): Generator<BlockRun> {
+    for (const run of blockRuns(src, blockSize, count)) {
+      if (!run.zero) {
+        yield run;
+        continue;
+      }
+      let first = run.first;
+      let digest = this.digests.get(blockSize);
+      if (!digest) {
+        yield { first, count: 1, zero: true };
+        const at = dstOffset + first * dstStride;
+        // A copy: `dst` may be a Buffer (whose slice is a view) over memory the next batch overwrites.
+        digest = new Uint8Array(this.digestSize);
+        digest.set(dst.subarray(at, at + this.digestSize));
+        this.digests.set(blockSize, digest);
+        first++;
+      }
+      for (let i = first; i < run.first + run.count; i++) dst.set(digest, dstOffset + i * dstStride);
+    }
+  }
+}
+
+/** Wraps a block loop so that all-zero blocks get the cached digest of a zero block instead of being hashed. */
+export function skipZeroBlocks(inner: BlockLoop, digestSize: number): BlockLoop {
+  const zeros = new ZeroDigests(digestSize);
+  return (src, blockSize, count, dst, dstOffset, dstStride) => {
+    for (const run of zeros.runsToHash(src, blockSize, count, dst, dstOffset, dstStride)) {
+      const bytes = src.subarray(run.first * blockSize, (run.first + run.count) * blockSize);
+      inner(bytes, blockSize, run.count, dst, dstOffset + run.first * dstStride, dstStride);
+    }
+  };
+}
+
 /** Wraps a hasher so that all-zero blocks get the cached digest of a zero block instead of being hashed. */
 export function withZeroBlocks(inner: BlockHasher): BlockHasher {
-  const zeroDigests = new Map<number, Uint8Array>();
-  const zeroDigest = async (blockSize: number): Promise<Uint8Array> => {
-    let digest = zeroDigests.get(blockSize);
-    if (!digest) {
-      digest = new Uint8Array(inner.digestSize);
-      await inner.hashBlocks(new Uint8Array(blockSize), blockSize, 1, digest, 0, inner.digestSize);
-      zeroDigests.set(blockSize, digest);
-    }
-    return digest;
-  };
+  const zeros = new ZeroDigests(inner.digestSize);
   return {
     digestSize: inner.digestSize,
     async hashBlocks(src, blockSize, count, dst, dstOffset, dstStride) {
-      for (const run of blockRuns(src, blockSize, count)) {
-        if (run.zero) {
-          const digest = await zeroDigest(blockSize);
-          for (let i = run.first; i < run.first + run.count; i++) dst.set(digest, dstOffset + i * dstStride);
-        } else {
-          const bytes = src.subarray(run.first * blockSize, (run.first + run.count) * blockSize);
-          await inner.hashBlocks(bytes, blockSize, run.count, dst, dstOffset + run.first * dstStride, dstStride);
-        }
+      for (const run of zeros.runsToHash(src, blockSize, count, dst, dstOffset, dstStride)) {
+        const bytes = src.subarray(run.first * blockSize, (run.first + run.count) * blockSize);
+        await inner.hashBlocks(bytes, blockSize, run.count, dst, dstOffset + run.first * dstStride, dstStride);
       }
     },
   };

@@ -1,12 +1,29 @@
 /**
- * The shared arena of a hash pool and the leases of its two slots (the layout and the reasons for it are in
- * hash-pool.ts). Hands out buffers, tells whether a buffer is a current lease, and recognises a stale one.
+ * The shared arena of a hash pool and the leases of its two slots: hands out buffers, tells whether a buffer is a
+ * current lease, and recognises a stale one.
+ *
+ * The arena is a SharedArrayBuffer, or for the wasm-simd inner the buffer of a shared `WebAssembly.Memory`, so the
+ * kernel hashes the reader's buffers in place. Layout (offsets 64-aligned, the slots 4096-aligned):
+ *
+ *   [control: claim counter] [thread 0: scratch, salt] … [thread N-1: scratch, salt] [digest area] [slot 0] [slot 1]
+ *
+ * (scratch and salt only for the wasm-simd inner: the kernel's per-thread state and the salt its setup reads; the
+ * kernel module has no data segments, so nothing else of its memory is taken). Each slot holds one batch; the
+ * digest area one batch's digests at 64 bytes per 512-byte block.
+ *
+ * One arena serves every pass, so memory stays fixed (2 × batchBytes and ~1/8 of that): the reader allocates two
+ * chunk buffers per pass, which get slots 0 and 1, and the next pass gets them again. (A fresh arena per pass would
+ * rely on the garbage collector to free the old ones, and worker threads that allocate almost nothing hardly ever
+ * collect.) A pool therefore runs one pass at a time. Every allocation is a lease on a distinct SharedArrayBuffer
+ * object aliasing the arena (structuredClone of a SharedArrayBuffer shares its memory), so a buffer whose slot has
+ * since been leased again is recognised: using it rejects with E_INTERNAL and fails the pool, instead of hashing
+ * another pass's data. Only a larger request than a slot re-creates the arena (the threads switch to the new one;
+ * views of the old one are then hashed on the calling thread).
  */
 import { MAX_SALT_SIZE } from '../format/params.js';
 import { VerityError } from '../errors.js';
 import { wasmApi, type WasmMemory } from '../hash/wasm-kernel.js';
-import type { PoolInner, ToWorker } from './protocol.js';
-import { internal } from './thread-set.js';
+import { internal, type PoolInner, type ToWorker } from './protocol.js';
 
 /** Fewer blocks than this are hashed on the calling thread: a round trip costs more. */
 export const MIN_DISPATCH_BLOCKS = 64;
@@ -21,6 +38,7 @@ const MIN_BLOCK = 512;
 
 const roundUp = (n: number, to: number): number => Math.ceil(n / to) * to;
 
+/** One generation of the arena as the pool sees it: its memory, where the slots and the digest area lie, its leases. */
 export interface Arena {
   id: number;
   buffer: SharedArrayBuffer;
@@ -56,6 +74,7 @@ export interface ArenaHost {
   fail(error: VerityError): never;
 }
 
+/** The pool's current arena and every lease handed out of it; replaces the arena when a request outgrows a slot. */
 export class Arenas {
   /** The arena the threads hold; undefined once the pool has failed. */
   current: Arena | undefined;

@@ -14,7 +14,9 @@ import { wasmSimdEngine } from '../hash/wasm-simd-engine.js';
 import { VerityError } from '../errors.js';
 import { createHashPool } from './hash-pool.js';
 
+/** What `--engine` and EngineOptions.engine accept. */
 export const ENGINE_NAMES = ['auto', 'node-crypto', 'wasm-simd', 'hash-wasm'] as const;
+/** One of ENGINE_NAMES. */
 export type EngineName = (typeof ENGINE_NAMES)[number];
 
 /** Single-threaded engines by name. */
@@ -25,6 +27,7 @@ const MIN_BYTES_FOR_THREADS = 16 << 20;
 /** Below this much data, the ~50 ms engine race costs more than the faster engine could save. */
 const MIN_BYTES_FOR_RACE = 64 << 20;
 
+/** How a pass asks for its engine. */
 export interface EngineOptions {
   /** An engine, or a name from ENGINE_NAMES (default `auto`). */
   engine?: HashEngine | EngineName | string;
@@ -32,6 +35,7 @@ export interface EngineOptions {
   threads?: number;
 }
 
+/** The engine of one pass, with what was chosen and a close() the pass must call when done. */
 export interface OpenedEngine {
   engine: HashEngine;
   /** What was chosen and why, e.g. "wasm-simd ×2 (auto: 612 vs 480 MB/s)". */

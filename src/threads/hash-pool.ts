@@ -1,49 +1,38 @@
 /**
- * A worker_threads pool that hashes level-0 data blocks across cores without copying them.
+ * A worker_threads pool that hashes level-0 data blocks across cores without copying them; this file is its public
+ * face (createHashPool) and the dispatch of batches.
  *
- * The block reader reads data chunks into buffers from `allocate`: views of one shared arena (a SharedArrayBuffer, or
- * for the wasm-simd inner the buffer of a shared `WebAssembly.Memory`, so the kernel hashes the reader's buffers in
- * place). A large batch in the arena is cut into contiguous pieces (about 8 per thread, whole groups of 4 blocks);
- * one message sends the whole batch to every thread, and the threads claim the pieces in order through a shared
- * counter (Atomics.add), so a thread that wakes late or runs on a busy core simply takes fewer. Each thread hashes its
- * pieces where they lie and writes the digests packed into the arena's digest area, at the blocks' positions, so
- * they are in order whichever thread finishes first; once every thread has answered, they are copied (32–64 bytes
- * per block) to the caller's destination at its stride. Small batches and batches outside the arena (the upper tree
- * levels) are hashed on the calling thread with node:crypto, which costs less than a round trip.
+ * The block reader reads data chunks into buffers from `allocate`: views of one shared arena (arena.ts), so the
+ * threads hash the reader's buffers in place. A large batch in the arena is cut into contiguous pieces (about 8 per
+ * thread, whole groups of 4 blocks); one message sends the whole batch to every thread, and the threads claim the
+ * pieces in order through a shared counter (Atomics.add), so a thread that wakes late or runs on a busy core simply
+ * takes fewer. Each thread hashes its pieces where they lie and writes the digests packed into the arena's digest
+ * area, at the blocks' positions, so they are in order whichever thread finishes first; once every thread has
+ * answered, they are copied (32–64 bytes per block) to the caller's destination at its stride. Small batches and
+ * batches outside the arena (the upper tree levels) are hashed on the calling thread with node:crypto, which costs
+ * less than a round trip.
  *
- * Arena layout (offsets 64-aligned, the slots 4096-aligned):
+ * The arena's two slots are reused pass after pass, so a pool runs ONE PASS AT A TIME; a buffer used after its slot
+ * was handed out again fails the pool with E_INTERNAL rather than hash another pass's data.
  *
- *   [control: claim counter] [thread 0: scratch, salt] … [thread N-1: scratch, salt] [digest area] [slot 0] [slot 1]
- *
- * (scratch and salt only for the wasm-simd inner: the kernel's per-thread state and the salt its setup reads; the
- * kernel module has no data segments, so nothing else of its memory is taken). Each slot holds one batch; the
- * digest area one batch's digests at 64 bytes per 512-byte block.
- *
- * One arena serves every pass, so memory stays fixed (2 × batchBytes and ~1/8 of that): the reader allocates two
- * chunk buffers per pass, which get slots 0 and 1, and the next pass gets them again. (A fresh arena per pass would
- * rely on the garbage collector to free the old ones, and worker threads that allocate almost nothing hardly ever
- * collect.) A pool therefore runs ONE PASS AT A TIME. Every allocation is a lease on a distinct SharedArrayBuffer
- * object aliasing the arena (structuredClone of a SharedArrayBuffer shares its memory), so a buffer whose slot has
- * since been leased again is recognised: using it rejects with E_INTERNAL and fails the pool, instead of hashing
- * another pass's data. Only a larger request than a slot re-creates the arena (the threads switch to the new one;
- * views of the old one are then hashed on the calling thread).
- *
- * The pieces: protocol.ts (the messages), thread-set.ts (the threads and their requests), arena.ts (the arena and its
- * leases), hash-worker.ts (one thread); this file dispatches batches.
+ * The other pieces: protocol.ts (the messages and errors between pool and threads), thread-set.ts (the threads and
+ * their requests), arena.ts (the arena and its leases), hash-worker.ts and worker-hashing.ts (one thread).
  */
 import type { Worker } from 'node:worker_threads';
-import { VerityError } from '../errors.js';
+import { VerityError, type VerityErrorJson } from '../errors.js';
 import { digestSize, type HashAlgorithm } from '../format/algorithms.js';
 import { MAX_SALT_SIZE } from '../format/params.js';
 import type { BlockHasher, BlockHasherOptions, HashEngine } from '../hash/engine.js';
+import { KERNEL_CALL_BYTES, KERNEL_LANES } from '../hash/wasm-kernel.js';
 import { Arenas, MIN_DISPATCH_BLOCKS } from './arena.js';
 import { nodeCryptoEngine } from './node-crypto-engine.js';
-import type { HasherConfig, HashMessage, PoolInner, ToWorker } from './protocol.js';
-import { internal, ThreadSet } from './thread-set.js';
+import { type HasherConfig, type HashMessage, internal, type PoolInner, type ToWorker } from './protocol.js';
+import { ThreadSet } from './thread-set.js';
 
 export type { PoolInner } from './protocol.js';
 export { MIN_DISPATCH_BLOCKS } from './arena.js';
 
+/** What createHashPool takes. */
 export interface HashPoolOptions {
   /** Hashing threads (1–64). */
   threads: number;
@@ -51,24 +40,29 @@ export interface HashPoolOptions {
   inner: PoolInner;
 }
 
-/** Data per thread and batch: two kernel calls of ≤ 1 MiB (V8 tiers wasm up only between calls). */
+/** Data per thread and batch: two kernel calls' worth (KERNEL_CALL_BYTES). */
 const BYTES_PER_THREAD = 2 << 20;
 /** The largest batch, whatever the thread count: the arena holds two, so it stays under ~40 MiB. */
 const MAX_BATCH_BYTES = 16 << 20;
 /** Pieces per thread and batch: small enough that the threads finish together, large enough to amortise a claim. */
 const PIECES_PER_THREAD = 8;
-/** The most bytes in a piece (a kernel call; V8 tiers wasm up only between calls). */
-const MAX_PIECE_BYTES = 1 << 20;
+/** The most bytes in a piece: one kernel call (KERNEL_CALL_BYTES: V8 tiers wasm up only between calls). */
+const MAX_PIECE_BYTES = KERNEL_CALL_BYTES;
 /** The SIMD kernel hashes 4 blocks at once; pieces are whole groups so only a batch's last call pads lanes. */
-const LANES = 4;
+const LANES = KERNEL_LANES;
+/** The most threads a pool starts. */
 export const MAX_THREADS = 64;
 
 /** @internal Test hooks, reached through this symbol so they stay out of the engine's public shape. */
 export const POOL_TESTING = Symbol('hash-pool testing');
 
+/** What POOL_TESTING gives tests: fault injection and a look at the threads and the dispatch count. */
 export interface PoolTesting {
-  /** Makes thread `index` crash (an uncaught exception) or exit, as a bug or an OOM kill would. */
-  fault(index: number, mode: 'throw' | 'exit' | 'reject'): void;
+  /**
+   * Makes thread `index` crash (`throw`: an uncaught exception) or exit, as a bug or an OOM kill would, or fail its
+   * next hash job (`reject`) with `error`: a VerityError's JSON, or a plain Error's message (FaultMessage).
+   */
+  fault(index: number, mode: 'throw' | 'exit' | 'reject', error?: VerityErrorJson | string): void;
   readonly threads: readonly Worker[];
   /** Batches the threads have hashed (the rest went to the calling thread). */
   readonly dispatched: number;
@@ -180,7 +174,8 @@ class HashPool implements HashEngine {
   get [POOL_TESTING](): PoolTesting {
     const pool = this;
     return {
-      fault: (index, mode) => this.workers.post(index, { t: 'fault', mode } satisfies ToWorker),
+      fault: (index, mode, error) =>
+        this.workers.post(index, { t: 'fault', mode, ...(error === undefined ? {} : { error }) } satisfies ToWorker),
       threads: this.workers.threads,
       get dispatched() {
         return pool.dispatched;

@@ -1,18 +1,15 @@
 /** node:crypto engine (OpenSSL): the default on Node, and the reference the other engines are checked against. */
 import { createHash, hash as oneShot } from 'node:crypto';
-import { digestSize, type HashAlgorithm } from '../format/algorithms.js';
-import type { BlockHasher, BlockHasherOptions, HashEngine, SaltPlacement } from '../hash/engine.js';
-import { withZeroBlocks } from '../hash/zero-blocks.js';
-
-/** Hashes `count` blocks of `blockSize` bytes from `src` into `dst`, one digest every `dstStride` bytes from `dstOffset`. */
-export type BlockLoop = (src: Uint8Array, blockSize: number, count: number, dst: Uint8Array, dstOffset: number, dstStride: number) => void;
+import { digestSize } from '../format/algorithms.js';
+import type { BlockHasher, BlockHasherOptions, BlockLoop, HashEngine } from '../hash/engine.js';
+import { skipZeroBlocks } from '../hash/zero-blocks.js';
 
 /**
- * The node:crypto block loop, shared by this engine and the hash pool's threads. Per block it copies a hash state
- * that has already taken the salt (cheaper than createHash: no algorithm lookup, no salt update); without a salt it
- * uses the one-shot `crypto.hash` where the runtime has it (Node 20.12+), which skips the Hash object altogether.
+ * Per block it copies a hash state that has already taken the salt (cheaper than createHash: no algorithm lookup, no
+ * salt update); without a salt it uses the one-shot `crypto.hash` where the runtime has it (Node 20.12+), which skips
+ * the Hash object altogether.
  */
-export function nodeCryptoLoop(algorithm: HashAlgorithm, salt: Uint8Array, saltPlacement: SaltPlacement): BlockLoop {
+function nodeCryptoLoop({ algorithm, salt, saltPlacement }: BlockHasherOptions): BlockLoop {
   if (salt.length === 0 && typeof oneShot === 'function') {
     return (src, blockSize, count, dst, dstOffset, dstStride) => {
       for (let i = 0, at = 0; i < count; i++, at += blockSize) {
@@ -33,16 +30,25 @@ export function nodeCryptoLoop(algorithm: HashAlgorithm, salt: Uint8Array, saltP
   };
 }
 
+/**
+ * The node:crypto block loop with all-zero blocks skipped: what this engine's hashers run, and the hash pool's threads
+ * too, over their shared arena.
+ */
+export function nodeCryptoBlocks(options: BlockHasherOptions): BlockLoop {
+  return skipZeroBlocks(nodeCryptoLoop(options), digestSize(options.algorithm));
+}
+
+/** Hashes with node:crypto on the calling thread; every algorithm. */
 export const nodeCryptoEngine: HashEngine = {
   name: 'node-crypto',
   supports: () => true,
-  async createBlockHasher({ algorithm, salt, saltPlacement }: BlockHasherOptions): Promise<BlockHasher> {
-    const loop = nodeCryptoLoop(algorithm, salt, saltPlacement);
-    return withZeroBlocks({
-      digestSize: digestSize(algorithm),
+  async createBlockHasher(options: BlockHasherOptions): Promise<BlockHasher> {
+    const hash = nodeCryptoBlocks(options);
+    return {
+      digestSize: digestSize(options.algorithm),
       async hashBlocks(src, blockSize, count, dst, dstOffset, dstStride) {
-        loop(src, blockSize, count, dst, dstOffset, dstStride);
+        hash(src, blockSize, count, dst, dstOffset, dstStride);
       },
-    });
+    };
   },
 };

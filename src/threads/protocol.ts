@@ -1,14 +1,17 @@
 /**
- * The messages between the hash pool (hash-pool.ts) and its threads (hash-worker.ts). Only small messages cross the
- * thread boundary; the blocks and digests stay in the shared arena both sides address by offset.
+ * The messages between the hash pool (hash-pool.ts) and its threads (hash-worker.ts), and how an error crosses between
+ * them. Only small messages cross the thread boundary; the blocks and digests stay in the shared arena both sides
+ * address by offset.
  */
-import type { VerityErrorJson } from '../errors.js';
+import { VerityError, type VerityErrorJson } from '../errors.js';
 import type { HashAlgorithm } from '../format/algorithms.js';
 import type { SaltPlacement } from '../hash/engine.js';
 import type { WasmMemory } from '../hash/wasm-kernel.js';
 
+/** What a pool's threads hash with: node:crypto (every algorithm) or the WASM SIMD kernel (sha256 only). */
 export type PoolInner = 'node-crypto' | 'wasm-simd';
 
+/** Marks a worker as a pool thread, so importing hash-worker anywhere else does nothing. */
 export const WORKER_KIND = 'dm-verity hash pool';
 
 /** `workerData` of every pool thread. */
@@ -43,6 +46,7 @@ export interface ArenaMessage {
   counter: number;
 }
 
+/** A new block hasher: the thread checks it can hash the config and replies. */
 export interface ConfigMessage {
   t: 'config';
   req: number;
@@ -66,17 +70,44 @@ export interface HashMessage {
   piece: number;
 }
 
-/** Test hook: die the way a crashing thread would. */
+/** Test hook: die the way a crashing thread would, or fail the next job the way a failing one would. */
 export interface FaultMessage {
   t: 'fault';
-  /** `throw`/`exit`: crash; `reject`: fail the next hash job with a VerityError (its code must reach the caller). */
+  /** `throw`/`exit`: crash; `reject`: fail the next hash job (the error must reach the caller). */
   mode: 'throw' | 'exit' | 'reject';
+  /**
+   * For `reject`: the VerityError to throw (as its JSON), or the message of a plain Error. Without it, an E_IO
+   * VerityError whose data holds the batch's arena offset.
+   */
+  error?: VerityErrorJson | string;
 }
 
+/** Every message the pool sends a thread. */
 export type ToWorker = ArenaMessage | ConfigMessage | HashMessage | FaultMessage;
 
+/** Every message a thread sends the pool: ready once at start-up, then one reply per request. */
 export type FromWorker =
   | { t: 'ready'; scratchBytes: number }
   | { t: 'done'; req: number }
   /** A failed request: a VerityError's JSON, or E_INTERNAL with the message of anything else thrown. */
   | { t: 'error'; req: number; error: VerityErrorJson };
+
+/** An E_INTERNAL VerityError: what every failure of the pool's own machinery is. */
+export function internal(message: string, cause?: unknown): VerityError {
+  return new VerityError('E_INTERNAL', message, cause === undefined ? undefined : { cause });
+}
+
+/**
+ * What a thread posts for an error: a VerityError's JSON, so its code and data survive the boundary (structured clone
+ * keeps an Error's message but neither its class nor its own properties); anything else thrown is a bug, E_INTERNAL with its message.
+ */
+export function encodeError(e: unknown): VerityErrorJson {
+  if (e instanceof VerityError) return e.toJSON();
+  return { code: 'E_INTERNAL', message: e instanceof Error ? e.message : String(e) };
+}
+
+/** The error a thread posted, rebuilt with its code and data; `from` (e.g. "Hash worker 0 (node-crypto)") leads the message. */
+export function decodeError(json: VerityErrorJson, from: string): VerityError {
+  const error = VerityError.fromJSON(json);
+  return new VerityError(error.code, `${from} failed: ${error.message}`, { data: error.data });
+}

@@ -6,16 +6,12 @@
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { VerityError } from '../errors.js';
-import type { FromWorker, PoolInner, ToWorker, WorkerInit } from './protocol.js';
+import type { VerityError } from '../errors.js';
+import { decodeError, type FromWorker, internal, type PoolInner, type ToWorker, WORKER_KIND, type WorkerInit } from './protocol.js';
 
 interface Pending {
   resolve(): void;
   reject(e: Error): void;
-}
-
-export function internal(message: string, cause?: unknown): VerityError {
-  return new VerityError('E_INTERNAL', message, cause === undefined ? undefined : { cause });
 }
 
 /** A worker running hash-worker: the compiled .js beside this file, or under vitest/tsx the .ts through tsx. */
@@ -35,6 +31,7 @@ function spawn(init: WorkerInit): Worker {
   return new Worker(code, { eval: true, workerData: init });
 }
 
+/** The threads of one pool and their outstanding requests; fails as a whole. */
 export class ThreadSet {
   readonly threads: Worker[] = [];
   /** The largest kernel scratch a thread reported (wasm-simd), once every thread is ready. */
@@ -59,7 +56,7 @@ export class ThreadSet {
     let waiting = count;
     this.enter();
     for (let index = 0; index < count; index++) {
-      const worker = spawn({ kind: 'dm-verity hash pool', inner, index });
+      const worker = spawn({ kind: WORKER_KIND, inner, index });
       worker.on('message', (m: FromWorker) => {
         if (m.t === 'ready') {
           this.scratchBytes = Math.max(this.scratchBytes ?? 0, m.scratchBytes);
@@ -73,11 +70,8 @@ export class ThreadSet {
         if (!p) return;
         this.pending.delete(m.req);
         if (m.t === 'done') p.resolve();
-        else {
-          // The code and data of a VerityError thrown in the thread reach the caller.
-          const cause = VerityError.fromJSON(m.error);
-          p.reject(new VerityError(cause.code, `Hash worker ${index} (${inner}) failed: ${cause.message}`, { data: cause.data }));
-        }
+        // The code and data of a VerityError thrown in the thread reach the caller.
+        else p.reject(decodeError(m.error, `Hash worker ${index} (${inner})`));
       });
       worker.on('error', (e) => this.fail(internal(`Hash worker ${index} (${inner}) crashed: ${e.message}`, e)));
       worker.on('messageerror', (e) => this.fail(internal(`Hash worker ${index} sent an unreadable message.`, e)));

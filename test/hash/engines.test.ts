@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { HASH_ALGORITHMS, hashWasmEngine, selfTest, type HashEngine } from '../../src/core.js';
+import { simdSupported } from '../../src/hash/wasm-kernel.js';
+import { wasmSimdEngine } from '../../src/hash/wasm-simd-engine.js';
 import { nodeCryptoEngine } from '../../src/threads/node-crypto-engine.js';
 
 describe.each([nodeCryptoEngine, hashWasmEngine])('hash engine $name', (engine) => {
@@ -54,5 +56,31 @@ describe('selfTest', () => {
       },
     };
     await expect(selfTest(sloppy, 'sha1')).rejects.toThrow(/sloppy failed/);
+  });
+});
+
+describe.each([nodeCryptoEngine, hashWasmEngine, ...(simdSupported() ? [wasmSimdEngine] : [])])('hash engine $name, sha256', (engine) => {
+  // 5000 blocks of 512 bytes: several kernel calls (at most 2048 blocks each); zero runs at the ends and in between.
+  const [blockSize, count] = [512, 5000];
+  const src = new Uint8Array(count * blockSize).map((_, i) => (i * 131 + (i >>> 9)) & 0xff || 1);
+  for (const [first, n] of [[0, 3], [7, 1], [2040, 20], [4096, 100], [4999, 1]] as const) {
+    src.fill(0, first * blockSize, (first + n) * blockSize);
+  }
+
+  it.each(['prefix', 'suffix'] as const)('hashes long batches with zero runs like node:crypto (salt %s), twice', async (placement) => {
+    const salt = new Uint8Array(32).map((_, i) => i + 1);
+    const hasher = await engine.createBlockHasher({ algorithm: 'sha256', salt, saltPlacement: placement });
+    const stride = 40;
+    const want = new Uint8Array(count * stride).fill(0xcc);
+    for (let i = 0; i < count; i++) {
+      const block = src.subarray(i * blockSize, (i + 1) * blockSize);
+      const h = createHash('sha256');
+      want.set((placement === 'prefix' ? h.update(salt).update(block) : h.update(block).update(salt)).digest(), i * stride);
+    }
+    for (let pass = 0; pass < 2; pass++) {
+      const out = new Uint8Array(count * stride).fill(0xcc);
+      await hasher.hashBlocks(src, blockSize, count, out, 0, stride);
+      expect(Buffer.from(out).equals(Buffer.from(want))).toBe(true);
+    }
   });
 });

@@ -25,7 +25,7 @@ import {
   type PoolTesting,
 } from '../../src/threads/hash-pool.js';
 import { buildTree, formatImage } from '../../src/tree/build.js';
-import { VerityError } from '../../src/errors.js';
+import { VerityError, type VerityErrorJson } from '../../src/errors.js';
 
 /** Whether this runtime runs the WASM SIMD kernel (Node 20 does). */
 const kernelAvailable = simdSupported();
@@ -158,6 +158,31 @@ function matrix(name: string, pool: () => HashEngine, algorithms: readonly HashA
       await Promise.all([a.hashBlocks(half, 4096, 500, outA, 0, 32), b.hashBlocks(other, 4096, 500, outB, 0, 32)]);
       expect(Buffer.from(outA)).toEqual(Buffer.concat(reference('sha256', saltA, 'prefix', half, 4096, 500)));
       expect(Buffer.from(outB)).toEqual(Buffer.concat(reference('sha256', saltB, 'suffix', other, 4096, 500)));
+    });
+
+    it('all-zero blocks among the data get the zero-block digest of each hasher, its salt and placement', async () => {
+      const algorithm = algorithms.at(-1)!;
+      const [blockSize, count] = [4096, 1000];
+      const region = arena.subarray(0, count * blockSize);
+      const saved = region.slice();
+      try {
+        // Zero runs of every length a piece can see: single blocks, first and last blocks, runs across pieces.
+        for (const [first, n] of [[0, 1], [2, 2], [10, 5], [100, 64], [400, 300], [999, 1]] as const) {
+          region.fill(0, first * blockSize, (first + n) * blockSize);
+        }
+        for (const placement of PLACEMENTS) {
+          const salt = randomBytes(32);
+          const hasher = await pool().createBlockHasher({ algorithm, salt, saltPlacement: placement });
+          const expected = reference(algorithm, salt, placement, region, blockSize, count);
+          const before = hooks(pool()).dispatched;
+          for (let pass = 0; pass < 2; pass++) {
+            await expectDigests((dst, off, st) => hasher.hashBlocks(region, blockSize, count, dst, off, st), expected, count, 64);
+          }
+          expect(hooks(pool()).dispatched).toBe(before + 2);
+        }
+      } finally {
+        region.set(saved);
+      }
     });
 
     it.each(algorithms)('passes the %s known-answer self-test', async (algorithm) => {
@@ -395,6 +420,49 @@ describe('closing and failures', () => {
       });
       // A failed job is not a dead thread: the next call hashes.
       await hasher.hashBlocks(src, 4096, big, dst, 0, 32);
+    } finally {
+      await pool.close!();
+    }
+  });
+
+  const thrown: VerityErrorJson[] = [
+    {
+      code: 'E_TRUNCATED',
+      message: 'The data device is 4096 bytes; 8192 are needed.',
+      data: { path: '/dev/sdz1', offset: 4096, expected: 8192, actual: '4096', field: 'data_blocks' },
+    },
+    { code: 'E_BAD_IMAGE', message: 'A structure without data.' },
+  ];
+  it.each(thrown)('a VerityError of code $code thrown in a thread reaches the caller with that code and data', async (json) => {
+    const { pool, hasher, src, dst } = await started();
+    try {
+      hooks(pool).fault(1, 'reject', json);
+      const error: unknown = await hasher.hashBlocks(src, 4096, big, dst, 0, 32).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(VerityError);
+      const { code, data, message } = error as VerityError;
+      expect({ code, data, message }).toEqual({
+        code: json.code,
+        data: json.data ?? {},
+        message: `Hash worker 1 (node-crypto) failed: ${json.message}`,
+      });
+      await hasher.hashBlocks(src, 4096, big, dst, 0, 32);
+    } finally {
+      await pool.close!();
+    }
+  });
+
+  it('anything else thrown in a thread reaches the caller as E_INTERNAL with its message', async () => {
+    const { pool, hasher, src, dst } = await started();
+    try {
+      hooks(pool).fault(0, 'reject', 'Not a VerityError.');
+      const error: unknown = await hasher.hashBlocks(src, 4096, big, dst, 0, 32).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(VerityError);
+      const { code, data, message } = error as VerityError;
+      expect({ code, data, message }).toEqual({
+        code: 'E_INTERNAL',
+        data: {},
+        message: 'Hash worker 0 (node-crypto) failed: Not a VerityError.',
+      });
     } finally {
       await pool.close!();
     }
