@@ -41,6 +41,7 @@ export { simdSupported } from './hash/wasm-kernel.js';
 export { isZeroBlock, withZeroBlocks } from './hash/zero-blocks.js';
 export { selfTest } from './hash/self-test.js';
 export { bytesSource, MemorySink, readExactly, type ByteSink, type ByteSource, type ReadWriteSink } from './io/source.js';
+export { planTree, type TreePlan } from './tree/plan.js';
 export { buildTree, formatImage, writeSuperblock, type BuildResult } from './tree/build.js';
 export { verifyTree, type LevelReport, type VerifyResult, type VerifyStatus } from './tree/verify.js';
 export type { Progress, PassOptions } from './tree/progress.js';

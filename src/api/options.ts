@@ -1,20 +1,23 @@
 /**
- * The options of the library API, and the part each layer below receives. The API resolves what it needs once (see
- * plan.ts) and hands each layer only its own options: operands get `OpenOptions`, the engine `EngineOptions`, the
- * tree passes `PassOptions`.
+ * The options of the library API, and the part each layer below receives. The API resolves the tree options and the
+ * root hash into a plan once (plan.ts) and hands each layer only its own options: operands get `OpenOptions`, the
+ * engine `EngineOptions`, the tree passes `PassOptions` (the tree itself comes as a `TreePlan`).
  */
 import type { OpenOptions } from '../containers/operand.js';
 import type { TreeOptions } from '../format/options.js';
 import type { EngineOptions } from '../threads/engines.js';
 import type { PassOptions } from '../tree/progress.js';
 
+/** What every command that hashes takes besides the tree: progress and cancellation, the engine, stdin. */
 export interface RunOptions extends PassOptions, EngineOptions, OpenOptions {}
 
+/** Options of `formatFiles`. */
 export interface FormatOptions extends TreeOptions, RunOptions {
   /** Also write the root hash, as lower-case hex without a newline, to this file. */
   rootHashFile?: string;
 }
 
+/** Options of `verifyFiles`. With a superblock (the default) its parameters win over the tree options given. */
 export interface VerifyOptions extends TreeOptions, RunOptions {
   /** The expected root hash, as bytes or hex. */
   rootHash?: Uint8Array | string;
@@ -30,14 +33,17 @@ export interface Sources {
   discovered: string | null;
 }
 
+/** The part of the options `openOperand` takes. */
 export function openOptions(o: OpenOptions): OpenOptions {
   return { ...(o.stdin !== undefined ? { stdin: o.stdin } : {}), ...(o.stopAtArchive !== undefined ? { stopAtArchive: o.stopAtArchive } : {}) };
 }
 
+/** The part of the options `openEngine` takes. */
 export function engineOptions(o: EngineOptions): EngineOptions {
   return { ...(o.engine !== undefined ? { engine: o.engine } : {}), ...(o.threads !== undefined ? { threads: o.threads } : {}) };
 }
 
+/** The part of the options a pass over the tree takes. */
 export function passOptions(o: PassOptions): PassOptions {
   return { ...(o.onProgress !== undefined ? { onProgress: o.onProgress } : {}), ...(o.signal !== undefined ? { signal: o.signal } : {}) };
 }

@@ -1,12 +1,12 @@
 /**
  * Where the data and hash areas lie in the files their addresses name, and the check that they do not overlap.
  */
-import { VerityError } from '../errors.js';
 import type { Stats } from 'node:fs';
-import { computeGeometry, hashStartBlock } from '../format/geometry.js';
-import { SUPERBLOCK_SIZE, type VerityParams } from '../format/params.js';
 import type { Operand } from '../containers/operand.js';
+import { VerityError } from '../errors.js';
 import { sameFile } from '../files/files.js';
+import { SUPERBLOCK_SIZE } from '../format/params.js';
+import type { TreePlan } from '../tree/plan.js';
 
 /** Where an operand's bytes lie in the file its address names; `at` null when a container is in between. */
 export interface Placement {
@@ -17,6 +17,7 @@ export interface Placement {
   partition: boolean;
 }
 
+/** Where `operand`'s bytes lie in its file, or null when it is not a file (stdin). */
 export function placement(name: string, operand: Operand): Placement | null {
   if (!operand.file) return null;
   return { name, file: operand.file, at: operand.extent, partition: operand.layers.some((l) => l.kind === 'partition') };
@@ -30,7 +31,8 @@ export function placement(name: string, operand: Operand): Placement | null {
  * not at a fixed place in its file, so format refuses to write a hash area into that same file. Two partitions that
  * overlap are a damaged image (E_BAD_IMAGE), not a usage error.
  */
-export function checkOverlap(params: VerityParams, data: Placement, hash: Placement, writing: boolean): void {
+export function checkOverlap(tree: TreePlan, data: Placement, hash: Placement, writing: boolean): void {
+  const { params, geometry } = tree;
   if (!sameFile(data.file, hash.file)) return;
   if (data.at === null || hash.at === null) {
     // Reading two parts of one container is fine; where they lie in the file is the container's business.
@@ -40,18 +42,21 @@ export function checkOverlap(params: VerityParams, data: Placement, hash: Placem
       'E_OVERLAP',
       `Data area overlaps with hash area: ${data.name} and ${hash.name} are in the same file, and ${inside.name} is ` +
         'inside a container in it, so the hash area cannot be placed beside the data; use another file.',
+      { data: { path: inside.name } },
     );
   }
   const hbs = params.hashBlockSize;
   const dataStart = data.at;
   const dataEnd = dataStart + params.dataBlocks * params.dataBlockSize;
-  const hashStart = hash.at + (params.superblock ? params.hashOffset : hashStartBlock(params) * hbs);
-  const hashEnd = Math.max(hash.at + computeGeometry(params).hashDeviceSize, hashStart + (params.superblock ? SUPERBLOCK_SIZE : 1));
+  const hashStart = hash.at + (params.superblock ? params.hashOffset : geometry.hashStartBlock * hbs);
+  const hashEnd = Math.max(hash.at + geometry.hashDeviceSize, hashStart + (params.superblock ? SUPERBLOCK_SIZE : 1));
   if (dataStart < hashEnd && hashStart < dataEnd) {
     throw new VerityError(
       data.partition && hash.partition ? 'E_BAD_IMAGE' : 'E_OVERLAP',
       `Data area overlaps with hash area: ${data.name} and ${hash.name} are in the same file, the data covers its ` +
         `bytes ${dataStart}..${dataEnd} and the hash area starts at ${hashStart}.`,
+      // The hash area is what the offsets placed wrongly (or, between partitions, what the image placed).
+      { data: { path: hash.name } },
     );
   }
 }

@@ -1,42 +1,194 @@
 /**
- * What the commands share: reading a superblock from an operand, and running a pass with the engine the options ask
- * for. The tree's geometry (with the resolved hash algorithm) is computed once per command and passed down.
+ * Resolving a command's options and operands, once, into the plan it runs: the tree (parameters, geometry with the
+ * resolved hash algorithm, salt side: tree/plan.ts), the operands' sources and where they were read, and for verify
+ * the expected root hash. The commands (format.ts, verify.ts, dump.ts) only run a plan, and the layers below get
+ * the plan and their own part of the options (options.ts), never the whole options bag.
  */
-import type { TreeGeometry } from '../format/geometry.js';
-import { SUPERBLOCK_SIZE } from '../format/params.js';
-import { parseSuperblock, type Superblock } from '../format/superblock.js';
-import type { HashEngine } from '../hash/engine.js';
-import { readExactly, type ByteSource } from '../io/source.js';
+import type { Stats } from 'node:fs';
+import { describeLayer, detectContent, openOperand, splitAddress, withPath, type Operand } from '../containers/operand.js';
+import { choosePair } from '../discovery/survey.js';
 import { VerityError } from '../errors.js';
-import { openEngine, type EngineOptions } from '../threads/engines.js';
+import { createAtomic, statOrNull } from '../files/files.js';
+import { formatParams, ignoredOptions, superblockParams, verifyParams } from '../format/options.js';
+import { SUPERBLOCK_SIZE, type VerityParams } from '../format/params.js';
+import { parseSuperblock, type Superblock } from '../format/superblock.js';
+import { readExactly, type ByteSource } from '../io/source.js';
+import { checkDataSize } from '../tree/build.js';
+import { planTree, type TreePlan } from '../tree/plan.js';
+import { openOptions, type FormatOptions, type Sources, type VerifyOptions } from './options.js';
+import { checkOverlap, placement, type Placement } from './overlap.js';
+import { expectedRootHash } from './root-hash.js';
+
+/** What `format` runs: a checked tree over an open data operand, and where its output goes. Close it when done. */
+export interface FormatPlan {
+  tree: TreePlan;
+  data: ByteSource;
+  hashPath: string;
+  /** The hash file or device when it exists: it is then updated in place, keeping its other bytes. */
+  existing: Stats | null;
+  /** Where to write the root hash too; already checked to be creatable. */
+  rootHashFile: string | undefined;
+  sources: Pick<Sources, 'data'>;
+  close(): Promise<void>;
+}
 
 /**
- * Runs `pass` with the engine `options` ask for, sized for `dataBytes` of data, and releases its threads afterwards.
- * Returns the pass's result with the engine's description.
+ * Plans a format of `dataAddress` into `hashPath`. Every check that can fail on the inputs runs here, before the
+ * command writes anything: an existing hash file keeps its superblock, and no new file appears.
  */
-export async function withEngine<T>(
-  geometry: TreeGeometry,
-  dataBytes: number,
-  options: EngineOptions,
-  pass: (engine: HashEngine) => Promise<T>,
-): Promise<T & { engine: string }> {
-  const opened = await openEngine(geometry.algorithm, dataBytes, options);
-  try {
-    return { ...(await pass(opened.engine)), engine: opened.description };
-  } finally {
-    await opened.close();
+export async function planFormat(dataAddress: string, hashPath: string, options: FormatOptions): Promise<FormatPlan> {
+  if (splitAddress(hashPath).steps.length > 0 && !(await statOrNull(hashPath))) {
+    throw new VerityError(
+      'E_UNSUPPORTED',
+      `Cannot write the hash tree into ${hashPath}: format writes a file or block device, not into a container.`,
+      { data: { path: hashPath } },
+    );
   }
+  const operand = await openOperand(dataAddress, openOptions(options));
+  try {
+    const data = operand.source;
+    if (!operand.sizeKnown && options.dataBlocks === undefined) {
+      throw new VerityError('E_PARAM', `${dataAddress} is a stream of unknown length: give the number of blocks with --data-blocks.`, {
+        data: { path: dataAddress, field: 'dataBlocks' },
+      });
+    }
+    const tree = planOver(() => formatParams(options, data.size), dataAddress);
+    const existing = await statOrNull(hashPath);
+    const placed = placement(dataAddress, operand);
+    if (existing && placed) checkOverlap(tree, placed, { name: hashPath, file: existing, at: 0, partition: false }, true);
+    checkDataSize(tree.params, data, dataAddress);
+    if (options.rootHashFile !== undefined) {
+      const path = options.rootHashFile;
+      if ((await statOrNull(path))?.isDirectory()) {
+        throw new VerityError('E_NO_FILE', `${path} is a directory, not a file or block device.`, { data: { path } });
+      }
+      // Creating and dropping a temporary file beside it proves now that the root hash can be written at the end.
+      await (await createAtomic(path)).abort();
+    }
+    return {
+      tree,
+      data,
+      hashPath,
+      existing,
+      rootHashFile: options.rootHashFile,
+      sources: { data: operand.layers.map(describeLayer) },
+      close: () => operand.close(),
+    };
+  } catch (e) {
+    await operand.close();
+    throw e;
+  }
+}
+
+/** What `verify` runs: a checked tree, the two sources it reads and the root hash it expects. Close it when done. */
+export interface VerifyPlan {
+  tree: TreePlan;
+  data: ByteSource;
+  hash: ByteSource;
+  /** The addresses that name the two sources in errors (the image's for both when the pair was discovered). */
+  paths: { data: string; hash: string };
+  expectedRoot: Uint8Array;
+  sources: Sources;
+  /** Options that a superblock overrode. */
+  warnings: string[];
+  close(): Promise<void>;
+}
+
+/**
+ * Plans a verify of `dataAddress` against `hashAddress`, or against the pair found in the `dataAddress` image when
+ * there is no hash address (discovery/survey.ts: choosePair). The root hash file is read here, once.
+ */
+export async function planVerify(dataAddress: string, hashAddress: string | undefined, options: VerifyOptions): Promise<VerifyPlan> {
+  const opened: Operand[] = [];
+  const close = async () => {
+    for (const o of opened) await o.close();
+  };
+  const open = openOptions(options);
+  try {
+    const dataOperand = await openOperand(dataAddress, open);
+    opened.push(dataOperand);
+    let data = dataOperand.source;
+    let hash: ByteSource;
+    let hashOffset = options.hashOffset ?? 0;
+    let hashLayers: string[];
+    let discovered: string | null = null;
+    let placements: [Placement, Placement] | null = null;
+    const rootHash = await expectedRootHash(options);
+    if (hashAddress === undefined) {
+      if (options.superblock === false) {
+        throw new VerityError('E_PARAM', 'Finding the hash tree in an image needs its superblock.', {
+          data: { path: dataAddress, field: 'superblock' },
+        });
+      }
+      const pair = await choosePair(data, (await detectContent(data)) === 'gpt', rootHash.guess());
+      ({ data, hash, hashOffset } = pair);
+      discovered = pair.description;
+      hashLayers = dataOperand.layers.map(describeLayer);
+    } else {
+      const hashOperand = await openOperand(hashAddress, open);
+      opened.push(hashOperand);
+      hash = hashOperand.source;
+      hashLayers = hashOperand.layers.map(describeLayer);
+      const [d, h] = [placement(dataAddress, dataOperand), placement(hashAddress, hashOperand)];
+      if (d && h) placements = [d, h];
+    }
+    const hashName = hashAddress ?? dataAddress;
+    const superblock = options.superblock ?? true;
+    const tree = superblock
+      ? (await readTreeAt(hash, hashOffset, hashName)).tree
+      : planOver(() => verifyParams(options, data.size), dataAddress);
+    if (placements) checkOverlap(tree, ...placements, false);
+    const { params, geometry } = tree;
+    return {
+      tree,
+      data,
+      hash,
+      paths: { data: dataAddress, hash: hashName },
+      expectedRoot: rootHash.bytes(geometry.digestSize, params.algorithm),
+      sources: { data: dataOperand.layers.map(describeLayer), hash: hashLayers, discovered },
+      warnings: superblock ? ignoredOptions(options, params) : [],
+      close,
+    };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
+
+/**
+ * The tree of the parameters `params` fills in from the options. A data operand too small for a single block is
+ * found while filling them in, where its address is not known: it is named here.
+ */
+function planOver(params: () => VerityParams, dataAddress: string): TreePlan {
+  try {
+    return planTree(params());
+  } catch (e) {
+    throw e instanceof VerityError && e.code === 'E_TRUNCATED' ? withPath(e, dataAddress) : e;
+  }
+}
+
+/** The superblock at `hashOffset` of `hash` and the tree it describes, planned; `hashPath` names `hash` in errors. */
+export async function readTreeAt(
+  hash: ByteSource,
+  hashOffset: number,
+  hashPath: string,
+): Promise<{ superblock: Superblock; tree: TreePlan }> {
+  const superblock = await readSuperblockAt(hash, hashOffset, hashPath);
+  return { superblock, tree: planTree(superblockParams(superblock, hashOffset)) };
 }
 
 /** The superblock at `hashOffset` of `hash`, or the error veritysetup gives for a device without a valid one. */
 export async function readSuperblockAt(hash: ByteSource, hashOffset: number, hashPath: string): Promise<Superblock> {
   if (!Number.isSafeInteger(hashOffset) || hashOffset < 0 || hashOffset % SUPERBLOCK_SIZE !== 0) {
-    throw new VerityError('E_PARAM', `Unsupported VERITY hash offset ${hashOffset}: it must be a non-negative multiple of 512.`);
+    throw new VerityError('E_PARAM', `Unsupported VERITY hash offset ${hashOffset}: it must be a non-negative multiple of 512.`, {
+      data: { path: hashPath, field: 'hashOffset', actual: Number.isFinite(hashOffset) ? hashOffset : String(hashOffset) },
+    });
   }
   if (hash.size < hashOffset + SUPERBLOCK_SIZE) {
     throw new VerityError(
       'E_BAD_SUPERBLOCK',
       `Device ${hashPath} is not a valid VERITY device: it is ${hash.size} bytes, too short for a superblock at offset ${hashOffset}.`,
+      { data: { path: hashPath, offset: hashOffset, expected: hashOffset + SUPERBLOCK_SIZE, actual: hash.size } },
     );
   }
   const bytes = new Uint8Array(SUPERBLOCK_SIZE);
@@ -45,7 +197,11 @@ export async function readSuperblockAt(hash: ByteSource, hashOffset: number, has
     return parseSuperblock(bytes);
   } catch (e) {
     if (e instanceof VerityError) {
-      throw new VerityError(e.code, `Device ${hashPath} is not a valid VERITY device: ${e.message}`, { cause: e });
+      throw new VerityError(e.code, `Device ${hashPath} is not a valid VERITY device: ${e.message}`, {
+        cause: e,
+        // An offset the parser gives is into the superblock; the error's offset is into the hash device.
+        data: { ...e.data, path: hashPath, offset: hashOffset + (typeof e.data.offset === 'number' ? e.data.offset : 0) },
+      });
     }
     throw e;
   }

@@ -39,6 +39,16 @@ function parseRootHashText(text: string, path: string, digestBytes: number): Uin
   return fromHex(head, `root hash in ${path}`);
 }
 
+/** A root hash given as text; its errors name the parameter. */
+function parseRootHashString(text: string): Uint8Array {
+  try {
+    return fromHex(text, 'root hash string');
+  } catch (e) {
+    if (e instanceof VerityError) throw new VerityError(e.code, e.message, { cause: e, data: { ...e.data, field: 'rootHash' } });
+    throw e;
+  }
+}
+
 /**
  * Reads a root hash file like veritysetup: exactly 2 × digest-size hex characters from its start (a trailing
  * newline or anything after is ignored). A missing file is an error (veritysetup 2.6.1 exits 0 there; docs/format.md §6).
@@ -68,9 +78,11 @@ export async function expectedRootHash(options: Pick<VerifyOptions, 'rootHash' |
     };
   }
   if (options.rootHash === undefined) {
-    throw new VerityError('E_PARAM', 'A root hash is required: give it as an argument or with a root hash file.');
+    throw new VerityError('E_PARAM', 'A root hash is required: give it as an argument or with a root hash file.', {
+      data: { field: 'rootHash' },
+    });
   }
-  const given = typeof options.rootHash === 'string' ? fromHex(options.rootHash, 'root hash string') : options.rootHash;
+  const given = typeof options.rootHash === 'string' ? parseRootHashString(options.rootHash) : options.rootHash;
   return {
     guess: () => given,
     bytes(digestBytes, algorithm) {
@@ -78,7 +90,7 @@ export async function expectedRootHash(options: Pick<VerifyOptions, 'rootHash' |
         throw new VerityError(
           'E_PARAM',
           `Invalid root hash string specified: ${given.length} bytes, but ${algorithm} digests are ${digestBytes} bytes.`,
-          { data: { expected: digestBytes, actual: given.length } },
+          { data: { field: 'rootHash', expected: digestBytes, actual: given.length } },
         );
       }
       return given;

@@ -74,7 +74,9 @@ export async function detectContent(source: ByteSource): Promise<ContentKind> {
 export function splitAddress(address: string): { path: string; steps: string[] } {
   const [path, ...steps] = address.split(STEP_SEPARATOR);
   if (steps.some((s) => s === '')) {
-    throw new VerityError('E_PARAM', `Invalid address "${address}": an empty step between "${STEP_SEPARATOR}" separators.`);
+    throw new VerityError('E_PARAM', `Invalid address "${address}": an empty step between "${STEP_SEPARATOR}" separators.`, {
+      data: { path: address },
+    });
   }
   return { path: path!, steps };
 }
@@ -138,7 +140,7 @@ async function openBase(path: string, options: OpenOptions): Promise<{ source: B
     name: 'stdin',
     reopenable: false,
     open: () => {
-      if (used) throw new VerityError('E_UNSUPPORTED', 'stdin can be read only once.');
+      if (used) throw new VerityError('E_UNSUPPORTED', 'stdin can be read only once.', { data: { path: '-' } });
       used = true;
       return stdin as AsyncIterable<Uint8Array>;
     },
@@ -170,7 +172,9 @@ export async function openOperand(address: string, options: OpenOptions = {}): P
         source = image;
       } else if (kind === 'zip') {
         if (source.sequential) {
-          throw new VerityError('E_UNSUPPORTED', `${address}: a zip inside a compressed entry or a stream cannot be read; extract it first.`);
+          throw new VerityError('E_UNSUPPORTED', `${address}: a zip inside a compressed entry or a stream cannot be read; extract it first.`, {
+            data: { path: address },
+          });
         }
         const archive = await openZip(source, layers.map(describeLayer).at(-1)!);
         layers.push({ kind: 'zip', archive });
@@ -182,6 +186,7 @@ export async function openOperand(address: string, options: OpenOptions = {}): P
             'E_PARAM',
             `${address} is a zip archive: name the entry, as in ${path}${STEP_SEPARATOR}${names[0] ?? '<entry>'}` +
               ` (it holds ${names.slice(0, 10).join(', ')}${names.length > 10 ? ', …' : ''}).`,
+            { data: { path: address } },
           );
         }
         const entry = await archive.open(step);
@@ -199,14 +204,51 @@ export async function openOperand(address: string, options: OpenOptions = {}): P
       throw new VerityError(
         'E_PARAM',
         `${address}: nothing to select "${steps[next]}" in: ${describeLayer(layers.at(-1)!)} is not a zip archive or a GPT disk.`,
+        { data: { path: address } },
       );
     }
     const raw = layers.slice(1).every((l) => l.kind === 'partition');
     const partition = layers.find((l) => l.kind === 'partition');
     const extent = raw ? (partition?.kind === 'partition' ? partition.partition.offset : 0) : null;
-    return { address, source, layers, file: base.stats, extent, sizeKnown: base.sizeKnown, close: base.close };
+    return { address, source: addressed(source, address), layers, file: base.stats, extent, sizeKnown: base.sizeKnown, close: base.close };
   } catch (e) {
     await base.close();
-    throw e;
+    throw withPath(e, address);
   }
+}
+
+/**
+ * `e` with `path` in its data when it is a VerityError that names no input yet. The layers inside an operand (image
+ * readers, the zip reader, streams) do not know the address the user gave; the operand does.
+ */
+export function withPath(e: unknown, path: string): unknown {
+  if (!(e instanceof VerityError) || e.data.path !== undefined) return e;
+  const named = new VerityError(e.code, e.message, { cause: e, data: { ...e.data, path } });
+  // --debug prints the stack of the error that reaches the CLI: keep the one of the place that failed.
+  if (e.stack !== undefined) named.stack = e.stack;
+  return named;
+}
+
+/**
+ * `source`, with `address` in the data of any error its reads raise (a damaged block table found mid-pass, a
+ * deflate stream that ends early). A front-to-back origin is wrapped once, here, so that every slice of this operand
+ * (a discovered data/hash pair) still shares one origin object, which is how a pass knows they are the same stream.
+ */
+function addressed(source: ByteSource, address: string): ByteSource {
+  const named = (inner: ByteSource): ByteSource['read'] => (dst, position) =>
+    inner.read(dst, position).catch((e: unknown) => {
+      throw withPath(e, address);
+    });
+  const map = source.sequential;
+  if (!map) return { size: source.size, read: named(source) };
+  const origin: ByteSource = { size: map.origin.size, read: named(map.origin) };
+  return {
+    size: source.size,
+    read: named(source),
+    sequential: {
+      origin,
+      runs: (offset, length) => map.runs(offset, length),
+      ...(map.patch && { patch: (bytes: Uint8Array, from: number) => map.patch!(bytes, from) }),
+    },
+  };
 }

@@ -58,7 +58,9 @@ class SourceReader extends yauzl.RandomAccessReader {
    */
   private outside(start: number, end: number): VerityError | null {
     if (Number.isSafeInteger(start) && Number.isSafeInteger(end) && start >= 0 && start <= end && end <= this.src.size) return null;
-    return new VerityError('E_BAD_IMAGE', `a zip structure at bytes ${start}..${end} lies outside the ${this.src.size}-byte archive.`);
+    return new VerityError('E_BAD_IMAGE', `a zip structure at bytes ${start}..${end} lies outside the ${this.src.size}-byte archive.`, {
+      data: Number.isFinite(start) ? { offset: start } : {},
+    });
   }
 
   override read(buffer: Buffer, offset: number, length: number, position: number, callback: (err: Error | null) => void): void {
@@ -91,8 +93,9 @@ class SourceReader extends yauzl.RandomAccessReader {
   }
 }
 
+/** An error of yauzl or of our reader, said in terms of the archive or entry `what`; a VerityError keeps its data. */
 function zipError(e: unknown, what: string): VerityError {
-  if (e instanceof VerityError) return new VerityError(e.code, `${what}: ${e.message}`, { cause: e });
+  if (e instanceof VerityError) return new VerityError(e.code, `${what}: ${e.message}`, { cause: e, data: e.data });
   return new VerityError('E_BAD_IMAGE', `${what}: ${(e as Error).message}`, { cause: e });
 }
 
@@ -163,7 +166,9 @@ export async function openZip(source: ByteSource, name: string): Promise<ZipArch
       const what = `zip entry ${printable(entryName)}`;
       if (info.encrypted) throw new VerityError('E_UNSUPPORTED', `${what} is encrypted.`);
       if (info.compressionMethod !== 0 && info.compressionMethod !== 8) {
-        throw new VerityError('E_UNSUPPORTED', `${what} uses compression method ${info.compressionMethod}; only stored and deflated entries are read.`);
+        throw new VerityError('E_UNSUPPORTED', `${what} uses compression method ${info.compressionMethod}; only stored and deflated entries are read.`, {
+          data: { field: 'compressionMethod', actual: info.compressionMethod },
+        });
       }
       const local = await zip.readLocalFileHeaderPromise(entry).catch((e: unknown) => {
         throw zipError(e, `The local header of ${what} is damaged`);
@@ -176,11 +181,14 @@ export async function openZip(source: ByteSource, name: string): Promise<ZipArch
           'E_BAD_IMAGE',
           `${what} has data at bytes ${local.fileDataStart}..${dataEnd} of the archive, which overlaps the ` +
             `${limit === directoryStart ? 'central directory' : 'next entry'} at byte ${limit}.`,
+          { data: { offset: local.fileDataStart } },
         );
       }
       if (info.compressionMethod === 0) {
         if (info.compressedSize !== info.uncompressedSize) {
-          throw new VerityError('E_BAD_IMAGE', `${what} is stored but its sizes differ (${info.compressedSize}, ${info.uncompressedSize}).`);
+          throw new VerityError('E_BAD_IMAGE', `${what} is stored but its sizes differ (${info.compressedSize}, ${info.uncompressedSize}).`, {
+            data: { field: 'compressedSize', expected: info.uncompressedSize, actual: info.compressedSize },
+          });
         }
         return { ...sliceSource(source, local.fileDataStart, info.uncompressedSize), entry: info };
       }
@@ -190,6 +198,7 @@ export async function openZip(source: ByteSource, name: string): Promise<ZipArch
           'E_BAD_IMAGE',
           `${what} declares ${info.uncompressedSize} bytes from ${info.compressedSize} deflated bytes; deflate expands at ` +
             `most ${MAX_DEFLATE_RATIO}:1.`,
+          { data: { field: 'uncompressedSize', actual: info.uncompressedSize } },
         );
       }
       const stream = streamSource({
@@ -232,8 +241,12 @@ function localSizes(local: yauzl.LocalFileHeader): { compressed: number; uncompr
  * them (no data descriptor).
  */
 function checkLocalHeader(entry: yauzl.Entry, local: yauzl.LocalFileHeader, what: string): void {
+  const value = (v: unknown) => (typeof v === 'number' ? v : String(v));
   const differs = (field: string, l: unknown, c: unknown) =>
-    new VerityError('E_BAD_IMAGE', `The local header of ${what} disagrees with the central directory: ${field} ${String(l)} there, ${String(c)} in the directory.`);
+    new VerityError('E_BAD_IMAGE', `The local header of ${what} disagrees with the central directory: ${field} ${String(l)} there, ${String(c)} in the directory.`, {
+      // The central directory is what the archive's reader trusts, so its value is the one expected.
+      data: { offset: entry.relativeOffsetOfLocalHeader, field, expected: value(c), actual: value(l) },
+    });
   if (!Buffer.from(local.fileName).equals(Buffer.from(entry.fileNameRaw))) {
     throw differs('name', `"${printable(Buffer.from(local.fileName).toString('latin1'))}"`, `"${printable(entry.fileName)}"`);
   }

@@ -51,7 +51,7 @@ async function blockDeviceSize(stats: Stats, path: string): Promise<number> {
     const sectors = Number((await fs.readFile(`/sys/dev/block/${major}:${minor}/size`, 'utf8')).trim());
     return sectors * 512;
   } catch (e) {
-    throw new VerityError('E_IO', `Cannot determine the size of block device ${path}.`, { cause: e });
+    throw new VerityError('E_IO', `Cannot determine the size of block device ${path}.`, { cause: e, data: { path } });
   }
 }
 

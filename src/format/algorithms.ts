@@ -26,6 +26,7 @@ export function resolveAlgorithm(name: string): HashAlgorithm {
   throw new VerityError(
     'E_PARAM',
     `Hash algorithm ${name} not supported. Supported: ${HASH_ALGORITHMS.join(', ')}.`,
+    { data: { field: 'algorithm', actual: name } },
   );
 }
 

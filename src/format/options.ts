@@ -1,6 +1,10 @@
 /**
- * From caller options to complete, validated parameters, with veritysetup's defaults: random 32-byte salt and
- * random UUID unless given, every data block of the device unless `dataBlocks` is given.
+ * From caller options to complete parameters, with veritysetup's defaults: random 32-byte salt and random UUID
+ * unless given, every data block of the device unless `dataBlocks` is given.
+ *
+ * Each source of parameters has two forms: `formatParams`, `verifyParams` and `superblockParams` fill them in
+ * without checking, for a caller that plans the tree next (tree/plan.ts: planTree checks them, once); the
+ * `params…` functions also validate, for a caller that wants the parameters themselves.
  */
 import { VerityError } from '../errors.js';
 import { fromHex, randomBytes, randomUuid } from '../binary/bytes.js';
@@ -32,8 +36,13 @@ export function parseSalt(salt: Uint8Array | string): Uint8Array {
   return fromHex(salt, 'salt string');
 }
 
-/** Complete parameters for a new tree over a data device of `dataSize` bytes. */
+/** Complete, validated parameters for a new tree over a data device of `dataSize` bytes. */
 export function paramsForFormat(options: TreeOptions, dataSize: number): VerityParams {
+  return validateParams(formatParams(options, dataSize));
+}
+
+/** `paramsForFormat` without the validation: for a caller that plans the tree next, which validates. */
+export function formatParams(options: TreeOptions, dataSize: number): VerityParams {
   const dataBlockSize = options.dataBlockSize ?? DEFAULTS.dataBlockSize;
   const superblock = options.superblock ?? true;
   let dataBlocks = options.dataBlocks;
@@ -43,10 +52,11 @@ export function paramsForFormat(options: TreeOptions, dataSize: number): VerityP
       throw new VerityError(
         'E_TRUNCATED',
         `Data device is too small: ${dataSize} bytes holds no whole ${dataBlockSize}-byte block.`,
+        { data: { expected: dataBlockSize, actual: dataSize } },
       );
     }
   }
-  return validateParams({
+  return {
     hashType: options.hashType ?? DEFAULTS.hashType,
     // Kept as typed, like the UUID: veritysetup's format output echoes `-h SHA512` unchanged; the superblock gets the
     // lower-cased name (superblockFromParams).
@@ -60,7 +70,7 @@ export function paramsForFormat(options: TreeOptions, dataSize: number): VerityP
     uuid: superblock ? (options.uuid ?? randomUuid()) : null,
     superblock,
     hashOffset: options.hashOffset ?? 0,
-  });
+  };
 }
 
 /**
@@ -68,14 +78,25 @@ export function paramsForFormat(options: TreeOptions, dataSize: number): VerityP
  * an error here; veritysetup silently uses a random one and then fails verification (cryptsetup src/veritysetup.c; docs/format.md).
  */
 export function paramsWithoutSuperblock(options: TreeOptions, dataSize: number): VerityParams {
-  if (options.salt === undefined) {
-    throw new VerityError('E_PARAM', 'Without a superblock the salt must be given (use "-" for none).');
-  }
-  return paramsForFormat({ ...options, superblock: false }, dataSize);
+  return validateParams(verifyParams(options, dataSize));
 }
 
+/** `paramsWithoutSuperblock` without the validation (see `formatParams`). */
+export function verifyParams(options: TreeOptions, dataSize: number): VerityParams {
+  if (options.salt === undefined) {
+    throw new VerityError('E_PARAM', 'Without a superblock the salt must be given (use "-" for none).', { data: { field: 'salt' } });
+  }
+  return formatParams({ ...options, superblock: false }, dataSize);
+}
+
+/** The parameters a superblock read at `hashOffset` describes, validated. */
 export function paramsFromSuperblock(sb: Superblock, hashOffset: number): VerityParams {
-  return validateParams({
+  return validateParams(superblockParams(sb, hashOffset));
+}
+
+/** `paramsFromSuperblock` without the validation (see `formatParams`). */
+export function superblockParams(sb: Superblock, hashOffset: number): VerityParams {
+  return {
     hashType: sb.hashType,
     algorithm: sb.algorithm,
     dataBlockSize: sb.dataBlockSize,
@@ -85,7 +106,7 @@ export function paramsFromSuperblock(sb: Superblock, hashOffset: number): Verity
     uuid: sb.uuid,
     superblock: true,
     hashOffset,
-  });
+  };
 }
 
 export function superblockFromParams(p: VerityParams): Superblock {

@@ -42,11 +42,17 @@ export interface VerityParams {
   hashOffset: number;
 }
 
+/** A number for an error's data, as text when JSON cannot carry it (NaN, infinities). */
+function jsonNumber(n: number): number | string {
+  return Number.isFinite(n) ? n : String(n);
+}
+
 export function checkBlockSize(size: number, which: 'data' | 'hash'): void {
   if (!isPowerOfTwo(size) || size < MIN_BLOCK_SIZE || size > MAX_BLOCK_SIZE) {
     throw new VerityError(
       'E_PARAM',
       `Unsupported VERITY block size: ${which} block size ${size} is not a power of two from ${MIN_BLOCK_SIZE} to ${MAX_BLOCK_SIZE}.`,
+      { data: { field: `${which}BlockSize`, actual: jsonNumber(size) } },
     );
   }
 }
@@ -57,10 +63,15 @@ export function validateParams(p: VerityParams): VerityParams {
   return p;
 }
 
-/** validateParams, returning the hash algorithm it resolved, so that callers resolve it once. */
+/**
+ * validateParams, returning the hash algorithm it resolved: the one place a pass resolves the name (computeGeometry
+ * calls it and keeps the result in `TreeGeometry.algorithm`).
+ */
 export function checkParams(p: VerityParams): HashAlgorithm {
   if (p.hashType !== 0 && p.hashType !== 1) {
-    throw new VerityError('E_PARAM', `Unsupported VERITY hash type ${String(p.hashType)}: must be 0 or 1.`);
+    throw new VerityError('E_PARAM', `Unsupported VERITY hash type ${String(p.hashType)}: must be 0 or 1.`, {
+      data: { field: 'hashType', actual: String(p.hashType) },
+    });
   }
   const algorithm = resolveAlgorithm(p.algorithm);
   checkBlockSize(p.dataBlockSize, 'data');
@@ -69,15 +80,19 @@ export function checkParams(p: VerityParams): HashAlgorithm {
     throw new VerityError(
       'E_PARAM',
       `Hash block size ${p.hashBlockSize} is too small for ${p.algorithm}: it must hold at least two ${digestSize(algorithm)}-byte digests.`,
+      { data: { field: 'hashBlockSize', expected: 2 * digestSize(algorithm), actual: p.hashBlockSize } },
     );
   }
   if (p.salt.length > MAX_SALT_SIZE) {
-    throw new VerityError('E_PARAM', `Salt is ${p.salt.length} bytes long; the maximum is ${MAX_SALT_SIZE}.`);
+    throw new VerityError('E_PARAM', `Salt is ${p.salt.length} bytes long; the maximum is ${MAX_SALT_SIZE}.`, {
+      data: { field: 'salt', expected: MAX_SALT_SIZE, actual: p.salt.length },
+    });
   }
   if (!Number.isSafeInteger(p.hashOffset) || p.hashOffset < 0 || p.hashOffset % SUPERBLOCK_SIZE !== 0) {
     throw new VerityError(
       'E_PARAM',
       `Unsupported VERITY hash offset ${p.hashOffset}: it must be a non-negative multiple of ${SUPERBLOCK_SIZE}.`,
+      { data: { field: 'hashOffset', actual: jsonNumber(p.hashOffset) } },
     );
   }
   const maxBlocks = Math.floor(Number.MAX_SAFE_INTEGER / p.dataBlockSize);
@@ -85,6 +100,7 @@ export function checkParams(p: VerityParams): HashAlgorithm {
     throw new VerityError(
       'E_PARAM',
       `Data blocks must be an integer from 1 to ${maxBlocks} for ${p.dataBlockSize}-byte blocks; got ${p.dataBlocks}.`,
+      { data: { field: 'dataBlocks', actual: jsonNumber(p.dataBlocks) } },
     );
   }
   if (p.superblock && p.uuid !== null) parseUuid(p.uuid);

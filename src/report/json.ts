@@ -151,7 +151,12 @@ export function verifyJson(
   };
 }
 
-/** The document of a failed command: the error's code and message, and its `data` (path, offset, …) when it has any. */
+/**
+ * The document of a failed command: the error's code and message, and its `data` (path, offset, expected, actual,
+ * field) when it has any. The message was written from the same data, so the two never disagree.
+ */
 export function errorJson(command: string, error: VerityErrorJson, exitCode: number) {
-  return { schemaVersion: SCHEMA_VERSION, command, status: 'error', exitCode, error };
+  const { code, message, data } = error;
+  const withData = data !== undefined && Object.keys(data).length > 0;
+  return { schemaVersion: SCHEMA_VERSION, command, status: 'error', exitCode, error: withData ? { code, message, data } : { code, message } };
 }

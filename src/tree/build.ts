@@ -1,6 +1,10 @@
-import { computeGeometry, type TreeGeometry } from '../format/geometry.js';
+/**
+ * Building a hash tree: the pass over the data shared with verify (`runChain`), the tree written to a hash device
+ * (`buildTree`), and what `veritysetup format` writes (`formatImage`: the tree, then the superblock).
+ */
+import type { TreeGeometry } from '../format/geometry.js';
 import { DEFAULT_DEVICE_BLOCK_SIZE, type VerityParams } from '../format/params.js';
-import { saltPlacementFor, type HashEngine } from '../hash/engine.js';
+import type { HashEngine } from '../hash/engine.js';
 import { readBlocks } from '../io/block-reader.js';
 import type { ByteSource, ReadWriteSink } from '../io/source.js';
 import { chainFromLevel0, level0InOriginOrder, type Capture } from './origin-order.js';
@@ -8,6 +12,7 @@ import { superblockFromParams } from '../format/options.js';
 import { serializeSuperblock } from '../format/superblock.js';
 import { VerityError } from '../errors.js';
 import { LevelChain, type LevelSink } from './level-chain.js';
+import { asTreePlan, type TreePlan } from './plan.js';
 import type { PassOptions } from './progress.js';
 
 export interface BuildResult {
@@ -15,14 +20,17 @@ export interface BuildResult {
   geometry: TreeGeometry;
 }
 
-/** Checks that `data` holds every block the parameters cover. */
-export function checkDataSize(params: VerityParams, data: ByteSource): void {
+/**
+ * Checks that `data` holds every block the parameters cover (E_TRUNCATED with the sizes). `path` names the data in
+ * the error when the caller knows it.
+ */
+export function checkDataSize(params: VerityParams, data: ByteSource, path?: string): void {
   const needed = params.dataBlocks * params.dataBlockSize;
   if (data.size < needed) {
     throw new VerityError(
       'E_TRUNCATED',
       `Data device is too small: ${data.size} bytes, but ${params.dataBlocks} blocks of ${params.dataBlockSize} bytes need ${needed}.`,
-      { data: { expected: needed, actual: data.size } },
+      { data: { ...(path !== undefined && { path }), expected: needed, actual: data.size } },
     );
   }
 }
@@ -40,31 +48,27 @@ export interface Level0Store {
  * store `level0` gives, and the levels above are built from there.
  */
 export async function runChain(
-  params: VerityParams,
-  geometry: TreeGeometry,
+  plan: TreePlan,
   data: ByteSource,
   engine: HashEngine,
   sink: LevelSink,
   options: PassOptions,
   level0?: () => Promise<Level0Store>,
 ): Promise<Uint8Array> {
-  const hasher = await engine.createBlockHasher({
-    algorithm: geometry.algorithm,
-    salt: params.salt,
-    saltPlacement: saltPlacementFor(params.hashType),
-  });
+  const { params, geometry } = plan;
+  const hasher = await engine.createBlockHasher(plan.hashing);
   if (data.sequential && level0 && geometry.levels.length > 0) {
     const { store, offset, captures = [] } = await level0();
     const sequentialData = { ...data, sequential: data.sequential };
-    await level0InOriginOrder(params, geometry, sequentialData, hasher, store, offset, captures, {
+    await level0InOriginOrder(plan, sequentialData, hasher, store, offset, captures, {
       ...options,
       chunkBytes: engine.batchBytes,
       allocate: engine.allocate?.bind(engine),
     });
     const end = offset + geometry.levels[0]!.blocks * params.hashBlockSize;
-    return chainFromLevel0(params, geometry, { size: end, read: (d, p) => store.read(d, p) }, offset, hasher, sink);
+    return chainFromLevel0(plan, { size: end, read: (d, p) => store.read(d, p) }, offset, hasher, sink);
   }
-  const chain = new LevelChain(geometry, params.dataBlocks, params.dataBlockSize, params.hashBlockSize, hasher, sink);
+  const chain = new LevelChain(plan, hasher, sink);
   const bytesTotal = params.dataBlocks * params.dataBlockSize;
   const reads = readBlocks(data, params.dataBlockSize, params.dataBlocks, 'Data device', {
     chunkBytes: engine.batchBytes,
@@ -80,16 +84,17 @@ export async function runChain(
 
 /**
  * Builds the hash tree of `data` and writes every hash block to `hash` at its place (top level first, from the hash
- * start block). Writes no superblock: see `serializeSuperblock`.
+ * start block). Writes no superblock: see `serializeSuperblock`. `tree` is the parameters or their plan (plan.ts).
  */
 export async function buildTree(
-  params: VerityParams,
+  tree: VerityParams | TreePlan,
   data: ByteSource,
   hash: ReadWriteSink,
   engine: HashEngine,
   options: PassOptions = {},
 ): Promise<BuildResult> {
-  const geometry = computeGeometry(params);
+  const plan = asTreePlan(tree);
+  const { params, geometry } = plan;
   checkDataSize(params, data);
   const sink: LevelSink = {
     async onBlocks(level, first, _count, built) {
@@ -98,7 +103,7 @@ export async function buildTree(
     },
   };
   const level0 = async () => ({ store: hash, offset: (geometry.levels[0]?.startBlock ?? 0) * params.hashBlockSize });
-  const rootHash = await runChain(params, geometry, data, engine, sink, options, level0);
+  const rootHash = await runChain(plan, data, engine, sink, options, level0);
   return { rootHash, geometry };
 }
 
@@ -125,13 +130,14 @@ export async function writeSuperblock(
  * order (lib/setup.c: _crypt_format_verity).
  */
 export async function formatImage(
-  params: VerityParams,
+  tree: VerityParams | TreePlan,
   data: ByteSource,
   hash: ReadWriteSink,
   engine: HashEngine,
   options: PassOptions & { deviceBlockSize?: number } = {},
 ): Promise<BuildResult> {
-  const result = await buildTree(params, data, hash, engine, options);
-  if (params.superblock) await writeSuperblock(hash, params, options.deviceBlockSize);
+  const plan = asTreePlan(tree);
+  const result = await buildTree(plan, data, hash, engine, options);
+  if (plan.params.superblock) await writeSuperblock(hash, plan.params, options.deviceBlockSize);
   return result;
 }

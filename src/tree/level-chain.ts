@@ -9,6 +9,7 @@
 import type { BlockHasher } from '../hash/engine.js';
 import type { TreeGeometry } from '../format/geometry.js';
 import { VerityError } from '../errors.js';
+import type { TreePlan } from './plan.js';
 
 export interface LevelSink {
   /**
@@ -116,14 +117,14 @@ export class LevelChain {
   private readonly entry: Parent;
   private dataBlocksSeen = 0;
 
-  constructor(
-    geometry: TreeGeometry,
-    private readonly dataBlocks: number,
-    private readonly dataBlockSize: number,
-    hashBlockSize: number,
-    hasher: BlockHasher,
-    sink: LevelSink,
-  ) {
+  private readonly dataBlocks: number;
+  private readonly dataBlockSize: number;
+
+  constructor(plan: TreePlan, hasher: BlockHasher, sink: LevelSink) {
+    const { geometry, params } = plan;
+    const hashBlockSize = params.hashBlockSize;
+    this.dataBlocks = params.dataBlocks;
+    this.dataBlockSize = params.dataBlockSize;
     this.root = new Root(hasher);
     let parent: Parent = this.root;
     for (let i = geometry.levels.length - 1; i >= 0; i--) {

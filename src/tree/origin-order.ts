@@ -2,21 +2,20 @@
  * Level 0 for data whose bytes come from a front-to-back source (a deflated zip entry, stdin), in one pass over
  * that source.
  *
- * A disk image in such a stream stores its blocks in allocation order, not disk order ([MS-VHDX] §2.5: payload blocks sit wherever the BAT points; docs/disk-images.md), so the
- * data cannot be read in block order. Level-0 digests do not depend on each other: each data block is hashed when
- * its bytes go by and its digest is written to its slot in a level-0 store (the hash file itself when formatting, a
- * scratch file or buffer when verifying). The levels above are then built from the finished store as usual
+ * A disk image in such a stream stores its blocks in allocation order, not disk order ([MS-VHDX] §2.5: payload
+ * blocks sit wherever the BAT points), so the data cannot be read in block order. Level-0 digests do not depend on
+ * each other: each data block is hashed when its bytes go by and its digest is written to its slot in a level-0
+ * store (the hash file itself when formatting, a scratch file or buffer when verifying). The levels above are then built from the finished store as usual
  * (`chainFromLevel0`). Bytes of other areas on the same stream (a hash partition on the same disk) are copied out
  * in the same pass.
  */
-import type { TreeGeometry } from '../format/geometry.js';
-import type { VerityParams } from '../format/params.js';
 import type { BlockHasher } from '../hash/engine.js';
 import { readBlocks } from '../io/block-reader.js';
 import { sliceSource } from '../io/slice.js';
 import { readExactly, type ByteSink, type ByteSource, type SequentialMap } from '../io/source.js';
 import { VerityError } from '../errors.js';
 import { LevelChain, type LevelSink } from './level-chain.js';
+import type { TreePlan } from './plan.js';
 import type { PassOptions } from './progress.js';
 
 /** An area of a source to copy out while the pass goes by: `length` bytes from its start, into `sink`. */
@@ -40,8 +39,7 @@ interface Job {
 }
 
 export async function level0InOriginOrder(
-  params: VerityParams,
-  geometry: TreeGeometry,
+  plan: TreePlan,
   data: ByteSource & { sequential: SequentialMap },
   hasher: BlockHasher,
   store: ByteSink,
@@ -49,6 +47,7 @@ export async function level0InOriginOrder(
   captures: readonly Capture[],
   options: PassOptions & { allocate?: (bytes: number) => Uint8Array; chunkBytes?: number } = {},
 ): Promise<void> {
+  const { params, geometry } = plan;
   const { hashesPerBlock: hpb, slotSize: slot, digestSize: D, levels } = geometry;
   const dbs = params.dataBlockSize;
   const hbs = params.hashBlockSize;
@@ -150,16 +149,16 @@ export async function level0InOriginOrder(
 
 /** The levels above level 0, built from a finished level-0 store; returns the root digest. */
 export async function chainFromLevel0(
-  params: VerityParams,
-  geometry: TreeGeometry,
+  plan: TreePlan,
   store: ByteSource,
   storeOffset: number,
   hasher: BlockHasher,
   sink: LevelSink,
 ): Promise<Uint8Array> {
+  const { params, geometry } = plan;
   const level0 = geometry.levels[0]!;
   const hpb = geometry.hashesPerBlock;
-  const chain = new LevelChain(geometry, params.dataBlocks, params.dataBlockSize, params.hashBlockSize, hasher, sink);
+  const chain = new LevelChain(plan, hasher, sink);
   const blocks = sliceSource(store, storeOffset, level0.blocks * params.hashBlockSize);
   for await (const c of readBlocks(blocks, params.hashBlockSize, level0.blocks, 'Level-0 store')) {
     const covered = Math.min(params.dataBlocks, (c.first + c.count) * hpb) - c.first * hpb;

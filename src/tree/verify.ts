@@ -7,7 +7,7 @@
  * veritysetup instead stops at the first mismatch and reports one byte offset (cryptsetup lib/verity/verity_verify.c: verify_hash_block; docs/format.md).
  */
 import { bytesEqual, isAllZero } from '../binary/bytes.js';
-import { computeGeometry, type TreeGeometry } from '../format/geometry.js';
+import type { TreeGeometry } from '../format/geometry.js';
 import type { VerityParams } from '../format/params.js';
 import type { HashEngine } from '../hash/engine.js';
 import { type ByteSource, MemorySink, readExactly, type ReadWriteSink } from '../io/source.js';
@@ -16,6 +16,7 @@ import { type BlockRange, RangeSet } from './ranges.js';
 import { VerityError } from '../errors.js';
 import { checkDataSize, runChain } from './build.js';
 import { levelCapacity, type LevelSink } from './level-chain.js';
+import { asTreePlan, type TreePlan } from './plan.js';
 import type { PassOptions } from './progress.js';
 
 /**
@@ -67,15 +68,31 @@ export type Scratch = ReadWriteSink & { close?(): Promise<void> };
 export interface VerifyTreeOptions extends PassOptions {
   /** Where to keep `bytes` of temporary data (default: memory). A Node caller passes temporary files for large ones. */
   scratch?: (bytes: number) => Promise<Scratch>;
+  /** Names of the two inputs, for the `path` of the errors about them (a caller that opened them by name knows it). */
+  paths?: { data?: string; hash?: string };
+}
+
+/** Checks that `hash` holds the whole tree (E_TRUNCATED with the sizes); `path` names it in the error. */
+function checkHashSize(plan: TreePlan, hash: ByteSource, path?: string): void {
+  const { geometry } = plan;
+  // With one data block there is no tree (the root is that block's digest), so nothing is read from the hash device.
+  if (geometry.hashBlocks > 0 && hash.size < geometry.hashDeviceSize) {
+    throw new VerityError(
+      'E_TRUNCATED',
+      `Hash device is too small: ${hash.size} bytes, but the tree needs ${geometry.hashDeviceSize}.`,
+      { data: { ...(path !== undefined && { path }), expected: geometry.hashDeviceSize, actual: hash.size } },
+    );
+  }
 }
 
 /**
  * Checks `data` against the tree in `hash`. Either may come from a front-to-back stream (`ByteSource.sequential`):
  * streamed data is hashed in stream order into a scratch level 0, and a streamed hash area is copied to scratch
- * first (in the same pass when it is on the same stream), so the tree can be read in any order.
+ * first (in the same pass when it is on the same stream), so the tree can be read in any order. `tree` is the
+ * parameters or their plan (plan.ts).
  */
 export async function verifyTree(
-  params: VerityParams,
+  tree: VerityParams | TreePlan,
   data: ByteSource,
   hash: ByteSource,
   expectedRoot: Uint8Array,
@@ -89,38 +106,32 @@ export async function verifyTree(
     return s;
   };
   try {
-    return await verifyWith(params, data, hash, expectedRoot, engine, options, scratch);
+    return await verifyWith(asTreePlan(tree), data, hash, expectedRoot, engine, options, scratch);
   } finally {
     for (const s of scratches) await s.close?.();
   }
 }
 
 async function verifyWith(
-  params: VerityParams,
+  plan: TreePlan,
   data: ByteSource,
   hashDevice: ByteSource,
   expectedRoot: Uint8Array,
   engine: HashEngine,
-  options: PassOptions,
+  options: VerifyTreeOptions,
   scratch: (bytes: number) => Promise<Scratch>,
 ): Promise<VerifyResult> {
+  const { params, geometry } = plan;
   let hash = hashDevice;
-  const geometry = computeGeometry(params);
   if (expectedRoot.length !== geometry.digestSize) {
     throw new VerityError(
       'E_PARAM',
       `Invalid root hash: ${expectedRoot.length} bytes, but ${params.algorithm} digests are ${geometry.digestSize} bytes.`,
+      { data: { expected: geometry.digestSize, actual: expectedRoot.length } },
     );
   }
-  checkDataSize(params, data);
-  // With one data block there is no tree (the root is that block's digest), so nothing is read from the hash device.
-  if (geometry.hashBlocks > 0 && hash.size < geometry.hashDeviceSize) {
-    throw new VerityError(
-      'E_TRUNCATED',
-      `Hash device is too small: ${hash.size} bytes, but the tree needs ${geometry.hashDeviceSize}.`,
-      { data: { expected: geometry.hashDeviceSize, actual: hash.size } },
-    );
-  }
+  checkDataSize(params, data, options.paths?.data);
+  checkHashSize(plan, hash, options.paths?.hash);
 
   const { levels, hashesPerBlock: hpb, slotSize, digestSize: D } = geometry;
   const hbs = params.hashBlockSize;
@@ -183,7 +194,7 @@ async function verifyWith(
       return mine;
     },
   };
-  const actualRoot = await runChain(params, geometry, data, engine, sink, options, level0);
+  const actualRoot = await runChain(plan, data, engine, sink, options, level0);
   return {
     ...attribute(params, geometry, expectedRoot, actualRoot, dataMismatch, hashMismatch, spare),
     firstFailure: firstFailure.find((f) => f !== undefined) ?? null,

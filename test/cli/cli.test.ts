@@ -430,6 +430,30 @@ describe('--json', () => {
     expect(badSb).toMatchObject({ command: 'dump', status: 'error', exitCode: 4, error: { code: 'E_BAD_SUPERBLOCK' } });
   });
 
+  it("an error's data gives the path, sizes and offset its message was written from", async () => {
+    const f = await fixture();
+    const noData = parseOneJson(await runCaptured(['verify', join(f.dir, 'nope.img'), f.hash, f.root, '--json']));
+    expect(noData.error).toEqual({
+      code: 'E_NO_FILE',
+      message: `Device ${join(f.dir, 'nope.img')} does not exist or access denied.`,
+      data: { path: join(f.dir, 'nope.img') },
+    });
+    truncateSync(f.hash, 3 * 4096);
+    const shortHash = parseOneJson(await runCaptured(['verify', f.data, f.hash, f.root, '--json']));
+    expect(shortHash).toMatchObject({ command: 'verify', status: 'error', exitCode: 4 });
+    expect(shortHash.error).toEqual({
+      code: 'E_TRUNCATED',
+      message: 'Hash device is too small: 12288 bytes, but the tree needs 20480.',
+      data: { path: f.hash, expected: 20480, actual: 12288 },
+    });
+    truncateSync(f.hash, 100);
+    const noSb = parseOneJson(await runCaptured(['dump', f.hash, '--json']));
+    expect(noSb.error).toMatchObject({ code: 'E_BAD_SUPERBLOCK', data: { path: f.hash, offset: 0, expected: 512, actual: 100 } });
+    // A usage error comes from the option parser and has no data: the field is left out, not empty.
+    const usage = parseOneJson(await runCaptured(['verify', f.data, f.hash, f.root, '--json', '--bogus']));
+    expect(Object.keys(usage.error)).toEqual(['code', 'message']);
+  });
+
   it('a usage error (bad option value, unknown option) still prints one document, exitCode 1', async () => {
     // README: "Every command prints exactly one JSON document on stdout, also on error."
     const f = await fixture();
