@@ -2,7 +2,7 @@
  * GUIDs as GPT (and VHDX) store them: the Microsoft layout, whose first three groups are little-endian integers
  * (Data1 u32, Data2 u16, Data3 u16) and whose last 8 bytes are kept in order. The type GUID
  * 4f68bce3-e8cd-4db1-96e7-fbcaf984b709 is on disk `e3 bc 68 4f cd e8 b1 4d 96 e7 fb ca f9 84 b7 09`
- * (UEFI spec 2.10 Appendix A, EFI_GUID; docs/disk-images.md, "GPT"). A verity superblock UUID, by contrast, is stored
+ * (UEFI spec 2.10 Appendix A, EFI_GUID; docs/disk-image-formats.md, "GPT"). A verity superblock UUID, by contrast, is stored
  * in textual order (formatUuid).
  */
 import { VerityError } from '../errors.js';

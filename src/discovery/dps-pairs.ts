@@ -16,13 +16,13 @@ export interface VerityPair {
   hash: GptPartition;
   /** The partition of the signed root hash (`…-verity-sig`), when exactly one of this role and architecture exists. */
   signature: GptPartition | null;
-  /** `root-hash` when the partition GUIDs are the ones the root hash gives them (docs/disk-images.md, "Discoverable Partitions"), `type` otherwise. */
+  /** `root-hash` when the partition GUIDs are the ones the root hash gives them (docs/disk-image-formats.md, "Discoverable Partitions"), `type` otherwise. */
   matchedBy: 'type' | 'root-hash';
 }
 
 /**
  * Data and hash partitions that belong together by DPS type (`root-x86-64` with `root-x86-64-verity`, `usr-arm64`
- * with `usr-arm64-verity`, …), skipping partitions flagged no-auto as systemd does [sd-dissect].
+ * with `usr-arm64-verity`, …), skipping partitions flagged no-auto as systemd does (src/shared/dissect-image.c).
  *
  * With a root hash, only partitions whose GUIDs it gives are paired, as systemd does (UAPI Discoverable Partitions Specification, "Partition UUIDs"; systemd src/shared/dissect-image.c): the
  * data partition's GUID is the first 16 bytes of the root hash and the hash partition's the last 16, both as the

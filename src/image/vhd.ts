@@ -99,7 +99,7 @@ export type VhdDiskType = (typeof DISK_TYPES)[keyof typeof DISK_TYPES];
 export interface VhdInfo {
   /** Differencing images are refused by openVhd, so an opened image is one of these two. */
   type: Exclude<VhdDiskType, 'differencing'>;
-  /** Bytes of the virtual disk: the footer's current size, as qemu block/vpc.c does (docs/disk-images.md). */
+  /** Bytes of the virtual disk: the footer's current size, as qemu block/vpc.c does (docs/disk-image-formats.md). */
   currentSize: number;
   originalSize: number;
   /**

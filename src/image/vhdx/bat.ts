@@ -1,7 +1,7 @@
 /**
  * The Block Allocation Table [MS-VHDX §2.5]: validated in one streaming pass when the image is opened, and kept as a
  * sparse map of the payload blocks that are in the file (FULLY_PRESENT). Every other state of a non-differencing
- * file reads as zeros [MS-VHDX §2.5.1.1; qemu block/vhdx.c `vhdx_co_readv`]. The rules in full: docs/disk-images.md.
+ * file reads as zeros [MS-VHDX §2.5.1.1; qemu block/vhdx.c `vhdx_co_readv`]. The rules in full: docs/disk-image-formats.md.
  *
  * Memory is bounded by the file, not by the claimed virtual size: the BAT is read in 1 MiB pieces, and only present
  * blocks are kept, which must fit in the file without overlapping, so there are at most fileSize / blockSize of them.

@@ -5,7 +5,7 @@
  * they must be applied before anything after the headers is read, even by a reader [MS-VHDX §2.3.3; qemu
  * `vhdx_parse_log`]. We never write the file: the replay builds an overlay (4 KiB sectors and zeroed ranges, by file
  * offset) and `ReplayedFile` presents the file as it would be after replay. Entry layouts: structures.ts; the
- * replay rules in full: docs/disk-images.md.
+ * replay rules in full: docs/disk-image-formats.md.
  */
 import { VerityError } from '../../errors.js';
 import type { ByteSource, SequentialMap } from '../../io/source.js';

@@ -3,7 +3,7 @@
  * writers build files with `serialize`/`put` and the serialisers below, which also compute the CRC-32C checksums.
  * Every field carries the name MS-VHDX gives it. Integers are little-endian; GUIDs are in the mixed-endian layout of
  * [MS-DTYP §2.3.4.2] (Data1 u32, Data2 u16, Data3 u16, Data4 as bytes), decoded by guid.ts as GPT's are. How the
- * reader uses them, and what it checks: docs/disk-images.md.
+ * reader uses them, and what it checks: docs/disk-image-formats.md.
  *
  * Parsing here only decodes; the rules (which values are acceptable) live with the code that uses each structure.
  */

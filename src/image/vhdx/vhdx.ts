@@ -6,7 +6,7 @@
  * → log replay when LogGuid ≠ 0 → region table (second copy if the first is corrupt) → metadata → BAT. Everything
  * after the headers is read through the replayed file. Differencing disks are refused (E_UNSUPPORTED): reading them
  * needs the parent, and substituting zeros for it would be wrong. The layouts: structures.ts; the rules checked on
- * them, with their sources: docs/disk-images.md.
+ * them, with their sources: docs/disk-image-formats.md.
  */
 import { VerityError } from '../../errors.js';
 import type { StructValue } from '../../binary/struct.js';
