@@ -22,14 +22,7 @@ export interface BlockHasher {
    * Hashes `count` consecutive blocks of `blockSize` bytes starting at `src[0]` and writes digest `i` to
    * `dst[dstOffset + i * dstStride ...]`. Bytes of `dst` between digests are left untouched.
    */
-  hashBlocks(
-    src: Uint8Array,
-    blockSize: number,
-    count: number,
-    dst: Uint8Array,
-    dstOffset: number,
-    dstStride: number,
-  ): Promise<void>;
+  hashBlocks(...args: Parameters<BlockLoop>): Promise<void>;
 }
 
 /**
