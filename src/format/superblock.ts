@@ -10,7 +10,7 @@ import { at, bytes, latin1, struct, u16le, u32le, u64leBig, uuid } from '../bina
 import { MAX_SALT_SIZE, SUPERBLOCK_SIZE, checkBlockSize } from './params.js';
 
 /** `signature[8]`: the bytes VERITY_read_sb compares first. */
-export const SUPERBLOCK_SIGNATURE = new Uint8Array([0x76, 0x65, 0x72, 0x69, 0x74, 0x79, 0, 0]); // "verity\0\0"
+export const SUPERBLOCK_SIGNATURE: Uint8Array = new Uint8Array([0x76, 0x65, 0x72, 0x69, 0x74, 0x79, 0, 0]); // "verity\0\0"
 /** The only `version` cryptsetup writes and accepts. */
 export const SUPERBLOCK_VERSION = 1;
 

@@ -128,7 +128,11 @@ export async function openEngine(algorithm: HashAlgorithm, dataBytes: number, op
     await checkedEngine(pool, algorithm);
   } catch (e) {
     await pool.close?.();
-    throw e;
+    if (!(e instanceof VerityError && e.code === 'E_UNSUPPORTED')) throw e;
+    // Threads cannot start here (no worker_threads, a worker that cannot load): slower, but the result is the same.
+    warnNoThreads(e);
+    const notes = [note, 'threads cannot start; hashed on the calling thread'].filter(Boolean);
+    return { engine: single, threads: 1, description: describe(single.name, notes), close: async () => {} };
   }
   return {
     engine: pool,
@@ -136,4 +140,13 @@ export async function openEngine(algorithm: HashAlgorithm, dataBytes: number, op
     description: describe(`${single.name} ×${threads}`, note ? [note] : []),
     close: async () => pool.close?.(),
   };
+}
+
+let warnedNoThreads = false;
+
+/** One process warning (the first time only: a long-running app would otherwise repeat it every pass). */
+function warnNoThreads(e: VerityError): void {
+  if (warnedNoThreads) return;
+  warnedNoThreads = true;
+  process.emitWarning(`${e.message.replace(/\.?$/, ".")} Hashing on the calling thread instead.`, { code: 'VERITY_NO_THREADS' });
 }

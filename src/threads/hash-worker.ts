@@ -6,6 +6,7 @@
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { VerityError } from '../errors.js';
 import {
+  describe,
   encodeError,
   type FaultMessage,
   type FromWorker,
@@ -14,7 +15,7 @@ import {
   WORKER_KIND,
   type WorkerInit,
 } from './protocol.js';
-import { checkConfig, describe, hashBatch, openArena, probeKernel, type ThreadArena } from './worker-hashing.js';
+import { checkConfig, hashBatch, openArena, probeKernel, type ThreadArena } from './worker-hashing.js';
 
 /** The error a `reject` fault makes job `m` fail with (FaultMessage). */
 function simulated(fault: FaultMessage, m: HashMessage): Error {

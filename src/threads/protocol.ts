@@ -92,6 +92,11 @@ export type FromWorker =
   /** A failed request: a VerityError's JSON, or E_INTERNAL with the message of anything else thrown. */
   | { t: 'error'; req: number; error: VerityErrorJson };
 
+/** The message of anything thrown. */
+export function describe(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
 /** An E_INTERNAL VerityError: what every failure of the pool's own machinery is. */
 export function internal(message: string, cause?: unknown): VerityError {
   return new VerityError('E_INTERNAL', message, cause === undefined ? undefined : { cause });
@@ -103,7 +108,7 @@ export function internal(message: string, cause?: unknown): VerityError {
  */
 export function encodeError(e: unknown): VerityErrorJson {
   if (e instanceof VerityError) return e.toJSON();
-  return { code: 'E_INTERNAL', message: e instanceof Error ? e.message : String(e) };
+  return { code: 'E_INTERNAL', message: describe(e) };
 }
 
 /** The error a thread posted, rebuilt with its code and data; `from` (e.g. "Hash worker 0 (node-crypto)") leads the message. */

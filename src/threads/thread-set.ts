@@ -3,27 +3,27 @@
  * replies, keeping the process alive only while requests are outstanding, and failing everything at once when a
  * thread dies or the pool closes.
  */
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { VerityError } from '../errors.js';
-import { decodeError, type FromWorker, internal, type PoolInner, type ToWorker, WORKER_KIND, type WorkerInit } from './protocol.js';
+import { VerityError } from '../errors.js';
+import { HASH_WORKER_SOURCE } from './hash-worker-source.js';
+import { decodeError, describe, type FromWorker, internal, type PoolInner, type ToWorker, WORKER_KIND, type WorkerInit } from './protocol.js';
 
 interface Pending {
   resolve(): void;
   reject(e: Error): void;
 }
 
-/** A worker running hash-worker: the compiled .js beside this file, or under vitest/tsx the .ts through tsx. */
+/**
+ * A worker running hash-worker: in the build, the bundled script (hash-worker-source.ts), which needs no file and so
+ * survives application bundlers; else the compiled .js beside this file, or under vitest/tsx the .ts through tsx.
+ */
 function spawn(init: WorkerInit): Worker {
+  if (HASH_WORKER_SOURCE !== undefined) return new Worker(HASH_WORKER_SOURCE, { eval: true, workerData: init });
   const here = import.meta.url;
   if (!here.endsWith('.ts')) return new Worker(new URL('./hash-worker.js', here), { workerData: init });
   // `--import tsx` in a worker's execArgv is not honoured reliably on Node 20, so register tsx's loader first.
   // The ESM build of tsx's API (its CommonJS build cannot register the ESM loader in a worker).
-  const tsx =
-    typeof import.meta.resolve === 'function'
-      ? import.meta.resolve('tsx/esm/api')
-      : pathToFileURL(createRequire(here).resolve('tsx/esm/api')).href.replace(/\.cjs$/, '.mjs');
+  const tsx = import.meta.resolve('tsx/esm/api');
   const entry = new URL('./hash-worker.ts', here).href;
   const code =
     `import(${JSON.stringify(tsx)}).then((m) => { m.register(); ` +
@@ -41,6 +41,8 @@ export class ThreadSet {
   private readonly pending = new Map<number, Pending>();
   private nextRequest = 1;
   private readonly ready: Promise<void>;
+  /** Every thread reported ready. */
+  private started = false;
   private settleReady!: { resolve(): void; reject(e: Error): void };
   /** Outstanding requests; the threads keep the process alive only while there are some. */
   private busy = 0;
@@ -56,11 +58,21 @@ export class ThreadSet {
     let waiting = count;
     this.enter();
     for (let index = 0; index < count; index++) {
-      const worker = spawn({ kind: WORKER_KIND, inner, index });
+      let worker: Worker;
+      try {
+        worker = spawn({ kind: WORKER_KIND, inner, index });
+      } catch (e) {
+        // No worker_threads here (a sandbox, a runtime without them): the same as a thread dying at start. Failed
+        // after the constructor returns, as a thread's 'error' event would be, once the owner has set itself up.
+        const error = this.threadError(`Hash worker ${index} (${inner}) cannot be created: ${describe(e)}`, e);
+        queueMicrotask(() => this.fail(error));
+        return;
+      }
       worker.on('message', (m: FromWorker) => {
         if (m.t === 'ready') {
           this.scratchBytes = Math.max(this.scratchBytes ?? 0, m.scratchBytes);
           if (--waiting === 0) {
+            this.started = true;
             this.leave();
             this.settleReady.resolve();
           }
@@ -73,11 +85,20 @@ export class ThreadSet {
         // The code and data of a VerityError thrown in the thread reach the caller.
         else p.reject(decodeError(m.error, `Hash worker ${index} (${inner})`));
       });
-      worker.on('error', (e) => this.fail(internal(`Hash worker ${index} (${inner}) crashed: ${e.message}`, e)));
-      worker.on('messageerror', (e) => this.fail(internal(`Hash worker ${index} sent an unreadable message.`, e)));
-      worker.on('exit', (code) => this.fail(internal(`Hash worker ${index} (${inner}) exited with code ${code}.`)));
+      worker.on('error', (e) => this.fail(this.threadError(`Hash worker ${index} (${inner}) crashed: ${e.message}`, e)));
+      worker.on('messageerror', (e) => this.fail(this.threadError(`Hash worker ${index} sent an unreadable message.`, e)));
+      worker.on('exit', (code) => this.fail(this.threadError(`Hash worker ${index} (${inner}) exited with code ${code}.`)));
       this.threads.push(worker);
     }
+  }
+
+  /**
+   * A thread's failure: before every thread was ready, E_UNSUPPORTED (threads cannot run here, and the caller may hash
+   * on its own thread instead: engines.ts); after, E_INTERNAL (a thread died mid-pass).
+   */
+  private threadError(message: string, cause?: unknown): VerityError {
+    if (this.started) return internal(message, cause);
+    return new VerityError('E_UNSUPPORTED', `Hash threads cannot start: ${message}`, { cause });
   }
 
   get count(): number {

@@ -10,7 +10,7 @@ import type { BlockLoop } from '../hash/engine.js';
 import { kernelBlockLoop, loadKernel, type Sha256Kernel, simdSupported, wasmApi } from '../hash/wasm-kernel.js';
 import { skipZeroBlocks } from '../hash/zero-blocks.js';
 import { nodeCryptoBlocks } from './node-crypto-engine.js';
-import type { ArenaMessage, HasherConfig, HashMessage, PoolInner } from './protocol.js';
+import { type ArenaMessage, describe, type HasherConfig, type HashMessage, type PoolInner } from './protocol.js';
 
 /** This thread's view of one arena generation. */
 export interface ThreadArena {
@@ -24,11 +24,6 @@ export interface ThreadArena {
   /** This thread's kernel scratch and salt regions. */
   scratch: number;
   salt: number;
-}
-
-/** The message of anything thrown. */
-export function describe(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
 
 /** Opens the arena of an `arena` message; a failure is kept in `error` and reported by the jobs on it. */
