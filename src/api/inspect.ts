@@ -1,6 +1,9 @@
 /** `verity inspect`: what an image holds, layer by layer. */
 import { describeLayer, detectContent, openOperand, type OpenOptions } from '../containers/operand.js';
-import { surveyImage } from '../discovery/survey.js';
+import type { ZipArchive } from '../containers/zip.js';
+import { VerityError } from '../errors.js';
+import { SUPERBLOCK_SIZE } from '../format/params.js';
+import { superblockAt, surveyImage, type FoundSuperblock } from '../discovery/survey.js';
 import { inspectReport, type InspectReport } from '../report/inspect.js';
 import { openOptions } from './options.js';
 
@@ -20,11 +23,30 @@ export async function inspectImage(address: string, options: OpenOptions = {}): 
         size: e.uncompressedSize,
         compressedSize: e.compressedSize,
       }));
-      return inspectReport(address, layers, entries, null);
+      return inspectReport(address, layers, entries, { gpt: null, filesystems: [], superblocks: await entrySuperblocks(last.archive) });
     }
     const kind = operand.sizeKnown ? await detectContent(operand.source) : 'other';
     return inspectReport(address, layers, null, await surveyImage(operand.source, kind === 'gpt'));
   } finally {
     await operand.close();
   }
+}
+
+/**
+ * The superblocks at the start of the archive's entries (a hash file made by `veritysetup format`, zipped). Only the
+ * first 512 bytes of each entry are read (inflated), so a large archive costs one local header per entry. An entry
+ * that cannot be opened (encrypted, another compression, damaged) is left out here; opening it by name says why.
+ */
+async function entrySuperblocks(archive: ZipArchive): Promise<FoundSuperblock[]> {
+  const found: FoundSuperblock[] = [];
+  for (const e of archive.entries) {
+    if (e.name.endsWith('/') || e.uncompressedSize < SUPERBLOCK_SIZE) continue;
+    try {
+      const superblock = await superblockAt(await archive.open(e.name), 0);
+      if (superblock) found.push({ partition: null, entry: e.name, offset: 0, where: 'start', superblock });
+    } catch (error) {
+      if (!(error instanceof VerityError) || error.code === 'E_INTERNAL') throw error;
+    }
+  }
+  return found;
 }

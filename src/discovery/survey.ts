@@ -14,7 +14,9 @@ import { describePartition, partitionSource, readGpt, type GptPartition, type Gp
 export interface FoundSuperblock {
   /** 1-based partition index, or null for the whole image. */
   partition: number | null;
-  /** Byte offset inside that partition (or image). */
+  /** The zip entry it starts, when an archive was inspected. */
+  entry?: string;
+  /** Byte offset inside that partition (or image, or entry). */
   offset: number;
   /** `start` of the partition, or `after-filesystem` (the hash tree appended to a filesystem, `--hash-offset`). */
   where: 'start' | 'after-filesystem';
@@ -44,7 +46,8 @@ export async function filesystemSize(src: ByteSource): Promise<Omit<FoundFilesys
   return filesystemOf(head);
 }
 
-async function superblockAt(src: ByteSource, offset: number): Promise<Superblock | null> {
+/** The verity superblock at `offset` of `src`, or null when there is none (or `src` is too short). */
+export async function superblockAt(src: ByteSource, offset: number): Promise<Superblock | null> {
   if (!Number.isSafeInteger(offset) || offset < 0 || offset + SUPERBLOCK_SIZE > src.size) return null;
   const bytes = new Uint8Array(SUPERBLOCK_SIZE);
   await readExactly(src, bytes, offset, 'Image');

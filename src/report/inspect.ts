@@ -31,6 +31,8 @@ export interface InspectReport {
   filesystems: Array<{ partition: number | null; type: string; size: number }>;
   superblocks: Array<{
     partition: number | null;
+    /** The zip entry it starts, when the address ends at an archive; null otherwise. */
+    entry: string | null;
     offset: number;
     where: string;
     hashType: number;
@@ -79,6 +81,7 @@ export function inspectReport(
     filesystems: survey?.filesystems ?? [],
     superblocks: (survey?.superblocks ?? []).map((s) => ({
       partition: s.partition,
+      entry: s.entry ?? null,
       offset: s.offset,
       where: s.where,
       hashType: s.superblock.hashType,
@@ -105,6 +108,7 @@ export function inspectReport(
 export function renderInspect(r: InspectReport): string {
   const lines: string[] = [];
   const where = (partition: number | null) => (partition === null ? 'image' : `#${partition}`);
+  const holder = (s: InspectReport['superblocks'][number]) => (s.entry !== null ? `entry ${s.entry}` : where(s.partition));
   r.layers.forEach((l, i) => lines.push(`${'  '.repeat(i)}${l.description}`));
   if (r.zipEntries) {
     lines.push('', `Zip entries (${r.zipEntries.length}):`);
@@ -126,10 +130,13 @@ export function renderInspect(r: InspectReport): string {
     lines.push('', 'Filesystems:');
     for (const f of r.filesystems) lines.push(`  ${where(f.partition)}: ${f.type}, ${f.size} bytes`);
   }
-  lines.push('', r.superblocks.length > 0 ? 'Verity superblocks:' : 'No verity superblock found.');
+  const none = r.zipEntries
+    ? 'No zip entry starts with a verity superblock (`verity inspect ARCHIVE::ENTRY` looks inside one).'
+    : 'No verity superblock found.';
+  lines.push('', r.superblocks.length > 0 ? 'Verity superblocks:' : none);
   for (const s of r.superblocks) {
     lines.push(
-      `  ${where(s.partition)} at byte ${s.offset} (${s.where}): ${s.algorithm}, format ${s.hashType}, ` +
+      `  ${holder(s)} at byte ${s.offset} (${s.where}): ${s.algorithm}, format ${s.hashType}, ` +
         `${s.dataBlocks} data blocks of ${s.dataBlockSize} (${s.dataBytes} bytes), hash blocks ${s.hashBlockSize}, ` +
         `UUID ${s.uuid}, salt ${s.salt}`,
     );

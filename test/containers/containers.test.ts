@@ -170,6 +170,23 @@ describe.skipIf(!canRun)(`the same disk as raw, VHDX, stored and deflated zip${S
     expect(text.stdout).toMatch(/Zip entries \(2\):\n {2}disk\.vhdx {2}stored/);
   });
 
+  it('inspect on a zip names the entries that start with a verity superblock, and says when none does', async () => {
+    for (const level of ['-0', '-6']) {
+      const zip = join(work, `hash${level}.zip`);
+      run(ZIP!, ['-q', level, '-j', zip, join(work, 'root.img'), join(work, 'hash.img')]);
+      const r = await runCaptured(['inspect', zip, '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout).superblocks).toMatchObject([
+        { entry: 'hash.img', partition: null, offset: 0, where: 'start', dataBlocks: DATA_BLOCKS, uuid: UUID, salt: SALT },
+      ]);
+      const text = await runCaptured(['inspect', zip]);
+      expect(text.stdout).toMatch(/Verity superblocks:\n {2}entry hash\.img at byte 0 \(start\): sha256/);
+      expect(text.stdout).not.toMatch(/No verity superblock/);
+    }
+    const none = await runCaptured(['inspect', join(work, 'disk-stored.zip')]);
+    expect(none.stdout).toMatch(/No zip entry starts with a verity superblock \(`verity inspect ARCHIVE::ENTRY` looks inside one\)\./);
+  });
+
   it('a zip without an entry step, a missing entry and a step into a raw partition are usage errors naming the fix', async () => {
     const zip = join(work, 'disk-stored.zip');
     expectFailure(await runCaptured(['verify', zip, rootHash]), 1, /is a zip archive: name the entry, as in .*::disk\.vhdx/);
