@@ -8,7 +8,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -175,9 +175,15 @@ formatFiles(data, hash, { salt: '${SALT}', uuid: '${UUID}', threads: 2, engine: 
 });
 
 describe('TypeScript consumers', () => {
+  // The oldest TypeScript we support lives outside node_modules: as a second devDependency its `tsc` would race the
+  // current one for node_modules/.bin/tsc. .ci/run installs it.
+  const oldTsc = join(ROOT, '.cache/typescript-5.0/node_modules/typescript/bin/tsc');
+  const OLD_MISSING = existsSync(oldTsc)
+    ? ''
+    : ' [SKIPPED: TypeScript 5.0 not installed: npm install --prefix .cache/typescript-5.0 --no-save typescript@5.0.4]';
   const compilers = [
-    { name: 'TypeScript 5.0', tsc: join(ROOT, 'node_modules/typescript-5.0/bin/tsc') },
-    { name: 'the current TypeScript', tsc: join(ROOT, 'node_modules/typescript/bin/tsc') },
+    { name: 'TypeScript 5.0', tsc: oldTsc, skip: OLD_MISSING },
+    { name: 'the current TypeScript', tsc: join(ROOT, 'node_modules/typescript/bin/tsc'), skip: '' },
   ];
   const modes = [
     { resolution: 'bundler', module: 'esnext', browser: false },
@@ -222,10 +228,10 @@ export const isError = (e: unknown): e is VerityError => e instanceof VerityErro
     symlinkSync(join(ROOT, 'node_modules/@types/node'), join(app, 'node_modules/@types/node'), 'junction');
   });
 
-  for (const { name, tsc } of compilers) {
+  for (const { name, tsc, skip } of compilers) {
     for (const { resolution, module, browser } of modes) {
       const kind = browser ? 'a web page using the core (no Node types)' : 'a Node program';
-      it(`${kind} type-checks with ${name}, moduleResolution ${resolution}`, () => {
+      it.skipIf(skip !== '')(`${kind} type-checks with ${name}, moduleResolution ${resolution}${skip}`, () => {
         const dir = join(app, `ts-${resolution}${browser ? '-web' : ''}-${name.replace(/\W+/g, '-')}`);
         mkdirSync(dir, { recursive: true });
         writeFileSync(join(dir, 'consumer.ts'), browser ? browserConsumer : consumer);
