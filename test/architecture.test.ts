@@ -21,8 +21,10 @@ const LAYERS: Record<string, number> = {
   io: 1,
   hash: 2,
   image: 2,
+  fs: 2,
   tree: 3,
   discovery: 3,
+  boot: 3,
   report: 4,
   'core.ts': 5,
   // The Node side.
