@@ -6,7 +6,6 @@
  * - `E_OVERLAP`: the data and hash areas overlap on the same file.
  * - `E_NO_FILE`: an input file does not exist, cannot be opened, or is a directory.
  * - `E_NO_ENTRY`: an address step names nothing in its container (no such zip entry, no such partition).
- * - `E_NO_PAIR`: an image holds no data/hash pair that discovery could use.
  * - `E_IO`: reading or writing failed.
  * - `E_TRUNCATED`: an input is shorter than its parameters require.
  * - `E_BAD_SUPERBLOCK`: there is no valid verity superblock where one is expected.
@@ -19,7 +18,6 @@ export type VerityErrorCode =
   | 'E_OVERLAP'
   | 'E_NO_FILE'
   | 'E_NO_ENTRY'
-  | 'E_NO_PAIR'
   | 'E_IO'
   | 'E_TRUNCATED'
   | 'E_BAD_SUPERBLOCK'
@@ -32,7 +30,6 @@ export const VERITY_ERROR_CODES: readonly VerityErrorCode[] = [
   'E_OVERLAP',
   'E_NO_FILE',
   'E_NO_ENTRY',
-  'E_NO_PAIR',
   'E_IO',
   'E_TRUNCATED',
   'E_BAD_SUPERBLOCK',

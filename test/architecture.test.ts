@@ -23,17 +23,17 @@ const LAYERS: Record<string, number> = {
   image: 2,
   fs: 2,
   tree: 3,
-  discovery: 3,
   boot: 3,
-  report: 4,
-  'core.ts': 5,
+  discovery: 4,
+  report: 5,
+  'core.ts': 6,
   // The Node side.
-  files: 6,
-  threads: 6,
-  containers: 7,
-  api: 8,
-  cli: 9,
-  'index.ts': 10,
+  files: 7,
+  threads: 7,
+  containers: 8,
+  api: 9,
+  cli: 10,
+  'index.ts': 11,
 };
 const NODE_SIDE = new Set(['files', 'threads', 'containers', 'api', 'cli', 'index.ts']);
 

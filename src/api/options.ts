@@ -29,8 +29,6 @@ export interface VerifyOptions extends TreeOptions, RunOptions {
 export interface Sources {
   data: string[];
   hash: string[];
-  /** What was chosen when only an image was given (no hash operand). */
-  discovered: string | null;
 }
 
 /** The part of the options `openOperand` takes. */

@@ -5,8 +5,7 @@
  * the plan and their own part of the options (options.ts), never the whole options bag.
  */
 import type { Stats } from 'node:fs';
-import { describeLayer, detectContent, openOperand, splitAddress, withPath, type Operand } from '../containers/operand.js';
-import { choosePair } from '../discovery/survey.js';
+import { describeLayer, openOperand, splitAddress, withPath, type Operand } from '../containers/operand.js';
 import { VerityError } from '../errors.js';
 import { createAtomic, statOrNull } from '../files/files.js';
 import { formatParams, ignoredOptions, superblockParams, verifyParams } from '../format/options.js';
@@ -16,7 +15,7 @@ import { readExactly, type ByteSource } from '../io/source.js';
 import { checkDataSize } from '../tree/build.js';
 import { planTree, type TreePlan } from '../tree/plan.js';
 import { openOptions, type FormatOptions, type Sources, type VerifyOptions } from './options.js';
-import { checkOverlap, placement, type Placement } from './overlap.js';
+import { checkOverlap, placement } from './overlap.js';
 import { expectedRootHash } from './root-hash.js';
 
 /** What `format` runs: a checked tree over an open data operand, and where its output goes. Close it when done. */
@@ -85,7 +84,7 @@ export interface VerifyPlan {
   tree: TreePlan;
   data: ByteSource;
   hash: ByteSource;
-  /** The addresses that name the two sources in errors (the image's for both when the pair was discovered). */
+  /** The addresses that name the two sources in errors. */
   paths: { data: string; hash: string };
   expectedRoot: Uint8Array;
   sources: Sources;
@@ -95,10 +94,10 @@ export interface VerifyPlan {
 }
 
 /**
- * Plans a verify of `dataAddress` against `hashAddress`, or against the pair found in the `dataAddress` image when
- * there is no hash address (discovery/survey.ts: choosePair). The root hash file is read here, once.
+ * Plans a verify of `dataAddress` against `hashAddress`. The root hash file is read here, once. (An image without a
+ * hash operand is verify-image.ts's: it may hold several targets.)
  */
-export async function planVerify(dataAddress: string, hashAddress: string | undefined, options: VerifyOptions): Promise<VerifyPlan> {
+export async function planVerify(dataAddress: string, hashAddress: string, options: VerifyOptions): Promise<VerifyPlan> {
   const opened: Operand[] = [];
   const close = async () => {
     for (const o of opened) await o.close();
@@ -107,45 +106,25 @@ export async function planVerify(dataAddress: string, hashAddress: string | unde
   try {
     const dataOperand = await openOperand(dataAddress, open);
     opened.push(dataOperand);
-    let data = dataOperand.source;
-    let hash: ByteSource;
-    let hashOffset = options.hashOffset ?? 0;
-    let hashLayers: string[];
-    let discovered: string | null = null;
-    let placements: [Placement, Placement] | null = null;
+    const data = dataOperand.source;
     const rootHash = await expectedRootHash(options);
-    if (hashAddress === undefined) {
-      if (options.superblock === false) {
-        throw new VerityError('E_PARAM', 'Finding the hash tree in an image needs its superblock.', {
-          data: { path: dataAddress, field: 'superblock' },
-        });
-      }
-      const pair = await choosePair(data, (await detectContent(data)) === 'gpt', rootHash.guess());
-      ({ data, hash, hashOffset } = pair);
-      discovered = pair.description;
-      hashLayers = dataOperand.layers.map(describeLayer);
-    } else {
-      const hashOperand = await openOperand(hashAddress, open);
-      opened.push(hashOperand);
-      hash = hashOperand.source;
-      hashLayers = hashOperand.layers.map(describeLayer);
-      const [d, h] = [placement(dataAddress, dataOperand), placement(hashAddress, hashOperand)];
-      if (d && h) placements = [d, h];
-    }
-    const hashName = hashAddress ?? dataAddress;
+    const hashOperand = await openOperand(hashAddress, open);
+    opened.push(hashOperand);
+    const hash = hashOperand.source;
+    const [d, h] = [placement(dataAddress, dataOperand), placement(hashAddress, hashOperand)];
     const superblock = options.superblock ?? true;
     const tree = superblock
-      ? (await readTreeAt(hash, hashOffset, hashName)).tree
+      ? (await readTreeAt(hash, options.hashOffset ?? 0, hashAddress)).tree
       : planOver(() => verifyParams(options, data.size), dataAddress);
-    if (placements) checkOverlap(tree, ...placements, false);
+    if (d && h) checkOverlap(tree, d, h, false);
     const { params, geometry } = tree;
     return {
       tree,
       data,
       hash,
-      paths: { data: dataAddress, hash: hashName },
+      paths: { data: dataAddress, hash: hashAddress },
       expectedRoot: rootHash.bytes(geometry.digestSize, params.algorithm),
-      sources: { data: dataOperand.layers.map(describeLayer), hash: hashLayers, discovered },
+      sources: { data: dataOperand.layers.map(describeLayer), hash: hashOperand.layers.map(describeLayer) },
       warnings: superblock ? ignoredOptions(options, params) : [],
       close,
     };

@@ -17,14 +17,9 @@ export interface VerifyOutcome extends VerifyResult {
 
 /**
  * Verifies the data at `dataAddress` against the tree at `hashAddress` (containers/operand.ts explains addresses).
- * Without `hashAddress`, the data operand is a whole image and the pair is found in it (discovery/survey.ts:
- * choosePair).
+ * A whole image without a hash operand is `verifyImage`'s (verify-image.ts).
  */
-export async function verifyFiles(
-  dataAddress: string,
-  hashAddress: string | undefined,
-  options: VerifyOptions,
-): Promise<VerifyOutcome> {
+export async function verifyFiles(dataAddress: string, hashAddress: string, options: VerifyOptions): Promise<VerifyOutcome> {
   const plan = await planVerify(dataAddress, hashAddress, options);
   try {
     const result = await withEngine(plan.tree, engineOptions(options), (engine) =>

@@ -17,6 +17,8 @@ export const EXIT = {
   ROOT_MISMATCH: 3,
   /** An input is missing, unreadable, truncated or not a verity hash device (veritysetup: 4 or 1). */
   BAD_INPUT: 4,
+  /** `verify IMAGE`: the image holds no dm-verity target (not protected, as opposed to damaged or bad input). */
+  NO_VERITY: 5,
   /** A bug in this tool; please report it. */
   INTERNAL: 70,
   /** Interrupted by SIGINT (128 + 2), after removing any temporary output. */
@@ -30,7 +32,6 @@ export function exitCodeForError(code: VerityErrorCode): number {
       return EXIT.USAGE;
     case 'E_NO_FILE':
     case 'E_NO_ENTRY':
-    case 'E_NO_PAIR':
     case 'E_IO':
     case 'E_TRUNCATED':
     case 'E_BAD_SUPERBLOCK':

@@ -11,6 +11,8 @@ import { dumpFile } from '../api/dump.js';
 import { formatFiles } from '../api/format.js';
 import { inspectImage } from '../api/inspect.js';
 import { verifyFiles } from '../api/verify.js';
+import { verifyImage } from '../api/verify-image.js';
+import { imageVerifyJson, renderImageVerify } from '../report/image.js';
 import { renderInspect } from '../report/inspect.js';
 import { ENGINE_NAMES } from '../threads/engines.js';
 import { pathExists } from '../files/files.js';
@@ -147,9 +149,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
           'must be given again as at format time.\n\n' +
           'Addresses: <file>[::<step>]... where each step names a zip entry or a GPT partition (index, name, GUID or\n' +
           'DPS type), e.g. eflow.zip::EFLOW.vhdx::3. VHDX and VHD files read as their disks. With only an image and\n' +
-          'a root hash (verify disk.vhdx <root-hash>), the data and hash areas are found from DPS partition types,\n' +
-          'root-hash partition UUIDs or verity superblocks, and what was chosen is printed.\n\n' +
-          'Exit codes: 0 clean, 1 bad parameters, 2 corrupted blocks, 3 root hash mismatch, 4 bad input.',
+          'an optional root hash (verify disk.vhdx [<root-hash>]), every verity target of the image is found (DPS\n' +
+          'partition types and root-hash partition UUIDs, verity superblocks) and verified; a root hash the image\n' +
+          'declares itself is reported as NOT AUTHENTICATED.\n\n' +
+          'Exit codes: 0 clean, 1 bad parameters, 2 corrupted blocks, 3 root hash mismatch, 4 bad input,\n' +
+          '5 no dm-verity target in the image.',
       ),
   ).action(async (data: string, hashArg: string | undefined, rootArg: string | undefined, f: CommonFlags) => {
     command = 'verify';
@@ -161,18 +165,26 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       if (!(await pathExists(hash))) [hash, rootHash] = [undefined, hash];
     }
     const bar = progress(f, 'Verifying');
-    const result = await verifyFiles(data, hash, {
+    const options = {
       ...treeOptions(f),
       rootHash,
       rootHashFile: f.rootHashFile,
       engine: f.engine,
       threads: f.threads,
       onProgress: bar?.update,
-    }).finally(() => bar?.done());
+    };
+    if (hash === undefined) {
+      // An image alone: every target it holds (api/verify-image.ts).
+      const r = await verifyImage(data, options).finally(() => bar?.done());
+      exitCode = r.status === 'no-verity' ? EXIT.NO_VERITY : exitCodeForStatus(r.status);
+      for (const t of r.targets) for (const w of t.warnings) err(`WARNING: ${t.name}: ${w}.\n`);
+      out(json ? JSON.stringify(imageVerifyJson(r, exitCode, exitCodeForStatus), null, 2) + '\n' : renderImageVerify(r));
+      return;
+    }
+    const result = await verifyFiles(data, hash, options).finally(() => bar?.done());
     exitCode = exitCodeForStatus(result.status);
-    if (result.sources.discovered) err(`Using ${result.sources.discovered}.\n`);
     for (const w of result.warnings) err(`WARNING: ${w}.\n`);
-    if (json) out(JSON.stringify(verifyJson(data, hash ?? data, result, exitCode, result.sources), null, 2) + '\n');
+    if (json) out(JSON.stringify(verifyJson(data, hash, result, exitCode, result.sources), null, 2) + '\n');
     else {
       err(veritysetupLines(result));
       out(renderVerify(result, result.params));

@@ -69,8 +69,6 @@ function treeJson(p: VerityParams, g: TreeGeometry) {
 export interface SourceLayers {
   data?: string[];
   hash?: string[];
-  /** What `verify` chose when only an image was given. */
-  discovered?: string | null;
 }
 
 export function formatJson(
@@ -130,7 +128,6 @@ export function verifyJson(
       unverified: jsonRanges(r.data.unverified, p.dataBlockSize),
     },
     hash: { path: hashPath, layers: sources.hash ?? [] },
-    discovered: sources.discovered ?? null,
     params: paramsJson(p),
     rootHash: { expected: toHex(r.expectedRoot), actual: toHex(r.actualRoot), matches: r.status !== 'root-mismatch' && toHex(r.expectedRoot) === toHex(r.actualRoot) },
     tree: {

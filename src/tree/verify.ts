@@ -90,12 +90,16 @@ function checkHashSize(plan: TreePlan, hash: ByteSource, path?: string): void {
  * streamed data is hashed in stream order into a scratch level 0, and a streamed hash area is copied to scratch
  * first (in the same pass when it is on the same stream), so the tree can be read in any order. `tree` is the
  * parameters or their plan (plan.ts).
+ *
+ * `expectedRoot` null checks the tree against itself: the stored top block is trusted, its digest is the root (the
+ * result's `expectedRoot` and `actualRoot`), and every block below is checked against it. That is all an image
+ * without a trusted root hash allows: damage is found, but not a tree rebuilt over other data.
  */
 export async function verifyTree(
   tree: VerityParams | TreePlan,
   data: ByteSource,
   hash: ByteSource,
-  expectedRoot: Uint8Array,
+  expectedRoot: Uint8Array | null,
   engine: HashEngine,
   options: VerifyTreeOptions = {},
 ): Promise<VerifyResult> {
@@ -116,14 +120,14 @@ async function verifyWith(
   plan: TreePlan,
   data: ByteSource,
   hashDevice: ByteSource,
-  expectedRoot: Uint8Array,
+  expectedRoot: Uint8Array | null,
   engine: HashEngine,
   options: VerifyTreeOptions,
   scratch: (bytes: number) => Promise<Scratch>,
 ): Promise<VerifyResult> {
   const { params, geometry } = plan;
   let hash = hashDevice;
-  if (expectedRoot.length !== geometry.digestSize) {
+  if (expectedRoot !== null && expectedRoot.length !== geometry.digestSize) {
     throw new VerityError(
       'E_PARAM',
       `Invalid root hash: ${expectedRoot.length} bytes, but ${params.algorithm} digests are ${geometry.digestSize} bytes.`,
@@ -196,7 +200,7 @@ async function verifyWith(
   };
   const actualRoot = await runChain(plan, data, engine, sink, options, level0);
   return {
-    ...attribute(params, geometry, expectedRoot, actualRoot, dataMismatch, hashMismatch, spare),
+    ...attribute(params, geometry, expectedRoot ?? actualRoot, actualRoot, dataMismatch, hashMismatch, spare),
     firstFailure: firstFailure.find((f) => f !== undefined) ?? null,
   };
 }
@@ -252,4 +256,21 @@ function attribute(
     data: { blocks: params.dataBlocks, corrupt: dataCorrupt.ranges(), unverified: dataInherited.ranges() },
     levels: levelReports,
   };
+}
+
+/**
+ * The root hash a stored tree stands for: the digest of its top block, read and hashed alone. Null for a tree without
+ * levels (one data block, whose own digest is the root). Discovery uses it to pair partitions whose UUIDs are derived
+ * from the root hash before anything is verified.
+ */
+export async function storedRoot(tree: TreePlan, hash: ByteSource, engine: HashEngine): Promise<Uint8Array | null> {
+  const { geometry, params } = tree;
+  const top = geometry.levels.at(-1);
+  if (!top) return null;
+  const hbs = params.hashBlockSize;
+  const block = new Uint8Array(hbs);
+  await readExactly(hash, block, top.startBlock * hbs, 'Hash device');
+  const root = new Uint8Array(geometry.digestSize);
+  await (await engine.createBlockHasher(tree.hashing)).hashBlocks(block, hbs, 1, root, 0, root.length);
+  return root;
 }

@@ -39,7 +39,7 @@ async function failure(run: () => Promise<unknown>): Promise<VerityError> {
   return e as VerityError;
 }
 
-const verify = (data: string, hash: string | undefined, rootHash: string) =>
+const verify = (data: string, hash: string, rootHash: string) =>
   verifyFiles(data, hash, { rootHash, engine: 'node-crypto', threads: 1 });
 
 describe('error data', () => {

@@ -126,7 +126,9 @@ describe.skipIf(!sgdisk)(`a sparse 16 TiB disk${NEEDS}`, () => {
     expect(json(await runCaptured(['verify', `${disk.path}::2`, `${disk.path}::3`, f.rootHash, '--json'])).status).toBe('ok');
     const found = json(await runCaptured(['verify', disk.path, f.rootHash, '--json']));
     expect(found.status).toBe('ok');
-    expect(found.discovered).toMatch(/^data #2 .*hash #3 /);
+    expect(found.targets).toHaveLength(1);
+    expect(found.targets[0].description).toMatch(/^data #2 .*hash #3 /);
+    expect(found.targets[0].rootHash).toMatchObject({ from: 'given by the user', authenticated: true });
 
     // Inside partition 2, and straddling its start: the data would be overwritten, so nothing is written.
     for (const offset of [disk.dataAt + 4 * MiB, disk.dataAt - 4096]) {
@@ -171,7 +173,8 @@ describe.skipIf(!sgdisk)(`a sparse 16 TiB disk${NEEDS}`, () => {
     expect(r.code, r.stderr).toBe(2);
     expect(corruptData(json(r))).toEqual([{ first: DATA_BYTES / 4096 - 1, count: 1 }]);
     const found = json(await runCaptured(['verify', vhdx, f.rootHash, '--json']));
-    expect(corruptData(found)).toEqual([{ first: DATA_BYTES / 4096 - 1, count: 1 }]);
+    expect(found.targets).toHaveLength(1);
+    expect(corruptData(found.targets[0])).toEqual([{ first: DATA_BYTES / 4096 - 1, count: 1 }]);
     // Writing a tree into the VHDX file itself would damage the container: refused, file untouched.
     const snapshot = readFileSync(vhdx);
     const w = await runCaptured(['format', `${vhdx}::2`, vhdx, `--hash-offset=${4 * MiB}`, ...FIXED]);

@@ -252,7 +252,7 @@ describe('invalid parameters (exit 1)', () => {
     expectFailure(await runCaptured(['bogus']), 1, "error: unknown command 'bogus'");
     expectFailure(await runCaptured(['format']), 1, "error: missing required argument 'data'");
     expectFailure(await runCaptured(['verify']), 1, "error: missing required argument 'data'");
-    expectFailure(await runCaptured(['verify', f.data]), 1, 'A root hash is required');
+    expectFailure(await runCaptured(['verify', f.data, f.hash]), 1, 'A root hash is required');
     expectFailure(await runCaptured(['dump']), 1, "error: missing required argument 'hash'");
     expectFailure(await runCaptured(['verify', f.data, f.hash, f.root, 'extra']), 1, /too many arguments for 'verify'/);
     expectFailure(await runCaptured([]), 1, /Usage: verity/);

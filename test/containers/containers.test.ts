@@ -122,12 +122,35 @@ describe.skipIf(!canRun)(`the same disk as raw, VHDX, stored and deflated zip${S
       expect(r.tree.corruptBlocks).toBe(0);
     });
 
-    it(`${form}: the image and root hash alone find the pair by its root-hash partition UUIDs`, async () => {
-      const r = await runCaptured(['verify', clean[form]!, rootHash]);
+    it(`${form}: the image alone is verified against the root hash its partition UUIDs give, labelled not authenticated`, async () => {
+      const r = await runCaptured(['verify', clean[form]!, '--json']);
       expect(r.code, r.stderr).toBe(0);
-      expect(r.stderr).toMatch(/Using data #1 "root-a" .*; hash #2 "verity-a" .*matched by the root-hash partition UUIDs/);
-      const bad = await runCaptured(['verify', corrupt[form]!, rootHash]);
+      const j = JSON.parse(r.stdout);
+      expect(j.status).toBe('ok');
+      expect(j.targets).toHaveLength(1);
+      expect(j.targets[0]).toMatchObject({
+        name: 'root x86-64',
+        via: 'dps',
+        status: 'ok',
+        exitCode: 0,
+        rootHash: { expected: rootHash, matches: true, from: "the UUIDs of partitions #1 and #2 (systemd's convention)", authenticated: false },
+      });
+      expect(j.targets[0].description).toMatch(/^data #1 "root-a" .*; hash #2 "verity-a" .*matched by the root-hash partition UUIDs/);
+      expect((await runCaptured(['verify', clean[form]!])).stdout).toMatch(/NOT AUTHENTICATED: the image vouches for itself/);
+
+      const bad = await runCaptured(['verify', corrupt[form]!, '--json']);
       expect(bad.code).toBe(2);
+      expect(JSON.parse(bad.stdout).targets[0].data.corrupt).toMatchObject([{ first: CORRUPT_BLOCK, count: 1 }]);
+    });
+
+    it(`${form}: with the root hash given, the target it names is verified and labelled authenticated; a wrong one is exit 3`, async () => {
+      const r = await runCaptured(['verify', clean[form]!, rootHash, '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout).targets[0].rootHash).toMatchObject({ expected: rootHash, from: 'given by the user', authenticated: true });
+      expect((await runCaptured(['verify', corrupt[form]!, rootHash])).code).toBe(2);
+      const wrong = await runCaptured(['verify', clean[form]!, 'f'.repeat(64), '--json']);
+      expect(wrong.code).toBe(3);
+      expect(JSON.parse(wrong.stdout).targets[0].status).toBe('root-mismatch');
     });
 
     it(`${form}: format of partition 1 writes veritysetup's hash device byte for byte`, async () => {
@@ -168,6 +191,17 @@ describe.skipIf(!canRun)(`the same disk as raw, VHDX, stored and deflated zip${S
     expect(j.verityPairs).toEqual([{ role: 'root', architecture: 'x86-64', data: 1, hash: 2, signature: null }]);
     const text = await runCaptured(['inspect', join(work, 'disk-stored.zip')]);
     expect(text.stdout).toMatch(/Zip entries \(2\):\n {2}disk\.vhdx {2}stored/);
+  });
+
+  it('an image without any verity target: exit 5, status no-verity, and what was searched', async () => {
+    const r = await runCaptured(['verify', join(work, 'root.img'), '--json']);
+    expect(r.code, r.stderr).toBe(5);
+    const j = JSON.parse(r.stdout);
+    expect(j).toMatchObject({ status: 'no-verity', exitCode: 5, targets: [] });
+    expect(j.searched).toContain('0 verity superblocks at the start of a partition or after a filesystem');
+    const text = await runCaptured(['verify', join(work, 'root.img')]);
+    expect(text.code).toBe(5);
+    expect(text.stdout).toMatch(/^No dm-verity target found in .*root\.img\. Searched:\n {2}no partition table/);
   });
 
   it('inspect on a zip names the entries that start with a verity superblock, and says when none does', async () => {

@@ -1,0 +1,99 @@
+/**
+ * `verity verify IMAGE [ROOT-HASH]`: finds every dm-verity target of a disk image (discovery/targets.ts) and
+ * verifies each one, labelling where its root hash came from and whether anyone vouches for it.
+ *
+ * - With a root hash from the user, the targets the image declares with that root hash are verified against it; if
+ *   none does and the image has exactly one target, that one is (a wrong root hash is then a mismatch, exit 3, as
+ *   with explicit operands); with several targets and none declaring it, nothing matches: `root-mismatch`.
+ * - Without one, every target is verified against the root hash the image declares for it, or, when it declares
+ *   none, against its own stored top block (consistency only). Either way the result is `authenticated: false`.
+ * - No target at all is `no-verity`, with what was searched.
+ */
+import { toHex } from '../binary/bytes.js';
+import { describeLayer, detectContent, openOperand } from '../containers/operand.js';
+import { findTargets, targetsClaiming, type VerityTarget } from '../discovery/targets.js';
+import { VerityError } from '../errors.js';
+import { ignoredOptions } from '../format/options.js';
+import { createScratch } from '../files/files.js';
+import { nodeCryptoEngine } from '../threads/node-crypto-engine.js';
+import type { ImageOutcome, RootHashSource, TargetOutcome } from '../report/image.js';
+import { verifyTree, type VerifyStatus } from '../tree/verify.js';
+import { withEngine } from './engine.js';
+import { engineOptions, openOptions, passOptions, type VerifyOptions } from './options.js';
+import { expectedRootHash, type ExpectedRootHash } from './root-hash.js';
+
+const SEVERITY: Record<VerifyStatus, number> = { ok: 0, corrupt: 1, 'root-mismatch': 2 };
+
+/** Verifies every dm-verity target of the image at `address` (see the module comment for the root hash rules). */
+export async function verifyImage(address: string, options: VerifyOptions = {}): Promise<ImageOutcome> {
+  if (options.superblock === false) {
+    throw new VerityError('E_PARAM', 'Finding the hash tree in an image needs its superblock.', {
+      data: { path: address, field: 'superblock' },
+    });
+  }
+  const given = options.rootHash !== undefined || options.rootHashFile !== undefined ? await expectedRootHash(options) : null;
+  const operand = await openOperand(address, openOptions(options));
+  try {
+    const disk = operand.source;
+    const search = await findTargets(disk, (await detectContent(disk)) === 'gpt', nodeCryptoEngine, given?.guess());
+    const image = { address, layers: operand.layers.map(describeLayer) };
+    const base = { image, searched: search.searched, skipped: search.skipped };
+    const { targets } = search;
+    if (targets.length === 0) return { ...base, status: 'no-verity', targets: [], note: null };
+
+    let chosen: VerityTarget[] = targets;
+    if (given) {
+      const claiming = targetsClaiming(targets, given.guess());
+      chosen = claiming.length > 0 ? claiming : targets.length === 1 ? targets : [];
+      if (chosen.length === 0) {
+        const note =
+          `The image declares no target with root hash ${toHex(given.guess())}; its targets: ` +
+          `${targets.map((t) => `${t.name} (${t.description})`).join('; ')}. Give the data and hash operands to check one.`;
+        return { ...base, status: 'root-mismatch', targets: [], note };
+      }
+    }
+    const outcomes: TargetOutcome[] = [];
+    for (const target of chosen) outcomes.push(await verifyTarget(address, target, given, options));
+    const worst = outcomes.reduce<VerifyStatus>((w, t) => (SEVERITY[t.status] > SEVERITY[w] ? t.status : w), 'ok');
+    return { ...base, status: worst, targets: outcomes, note: null };
+  } finally {
+    await operand.close();
+  }
+}
+
+async function verifyTarget(
+  address: string,
+  target: VerityTarget,
+  given: ExpectedRootHash | null,
+  options: VerifyOptions,
+): Promise<TargetOutcome> {
+  const { tree } = target;
+  const { params, geometry } = tree;
+  const dataAddress = target.dataPartition ? `${address}::${target.dataPartition.index}` : address;
+  const hashAddress = target.hashPartition ? `${address}::${target.hashPartition.index}` : address;
+  const expected = given ? given.bytes(geometry.digestSize, params.algorithm) : (target.claim?.bytes ?? null);
+  const rootHash: RootHashSource = given
+    ? { from: 'given by the user', authenticated: true }
+    : target.claim
+      ? { from: target.claim.from, authenticated: false }
+      : { from: 'none in the image: the tree was checked against its own top block', authenticated: false };
+  const result = await withEngine(tree, engineOptions(options), (engine) =>
+    verifyTree(tree, target.data, target.hash, expected, engine, {
+      ...passOptions(options),
+      scratch: createScratch,
+      paths: { data: dataAddress, hash: hashAddress },
+    }),
+  );
+  return {
+    ...result,
+    name: target.name,
+    via: target.via,
+    description: target.description,
+    dataAddress,
+    hashAddress,
+    hashOffset: target.hashOffset,
+    rootHash,
+    params,
+    warnings: ignoredOptions(options, params),
+  };
+}

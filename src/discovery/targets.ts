@@ -1,0 +1,222 @@
+/**
+ * The dm-verity targets of a disk image: every data/hash pair the image itself says enough about to verify, with
+ * where its root hash would come from. Sources, most specific first:
+ *
+ * - Discoverable Partitions pairs (`root-x86-64` with `root-x86-64-verity`, …). A hash partition is paired with the
+ *   data partition whose UUID the root hash of its stored tree gives, as systemd does (UAPI Discoverable Partitions
+ *   Specification, "Partition UUIDs"); that root hash is then the image's claim. Without such a match, a hash
+ *   partition with exactly one data partition of its type is paired by type, and its tree is checked against itself.
+ * - a verity superblock right after the filesystem in a partition or the whole image (`--hash-offset`);
+ * - a partition starting with a verity superblock whose data is the partition just before it.
+ *
+ * Nothing here is trusted: a root hash the image declares is a claim, labelled with where it was found. A target
+ * without one is checked for consistency only (tree/verify.ts: verifyTree with no expected root).
+ */
+import { bytesEqual } from '../binary/bytes.js';
+import { VerityError } from '../errors.js';
+import { superblockParams } from '../format/options.js';
+import type { Superblock } from '../format/superblock.js';
+import type { HashEngine } from '../hash/engine.js';
+import { describePartition, partitionSource, type GptPartition, type GptTable } from '../image/gpt.js';
+import type { ByteSource } from '../io/source.js';
+import { planTree, type TreePlan } from '../tree/plan.js';
+import { storedRoot } from '../tree/verify.js';
+import { findVerityPairs } from './dps-pairs.js';
+import { superblockAt, surveyImage, type Survey } from './survey.js';
+
+/** A root hash the image declares for a target, and where. */
+export interface RootHashClaim {
+  bytes: Uint8Array;
+  /** Where it was found, e.g. "the UUIDs of partitions #1 and #2 (systemd's convention)". */
+  from: string;
+}
+
+export interface VerityTarget {
+  /** A short name: the DPS role and architecture, or the partition the data is in. */
+  name: string;
+  via: 'dps' | 'after-filesystem' | 'superblock-partition';
+  data: ByteSource;
+  hash: ByteSource;
+  /** The partitions holding them (null: the whole image). */
+  dataPartition: GptPartition | null;
+  hashPartition: GptPartition | null;
+  /** Where the superblock is in `hash`. */
+  hashOffset: number;
+  /** The tree its superblock describes. */
+  tree: TreePlan;
+  /** The root hash the image declares for it, or null when it declares none. */
+  claim: RootHashClaim | null;
+  /** One line: data and hash and why they pair. */
+  description: string;
+}
+
+export interface TargetSearch {
+  targets: VerityTarget[];
+  /** What was looked at, for a report that found nothing (or less than expected). */
+  searched: string[];
+  /** Pairs that could not be settled, each with its reason. */
+  skipped: string[];
+}
+
+/**
+ * Every target of `disk` (a whole disk image, or one volume when `isGpt` is false). `engine` hashes one tree block
+ * per DPS hash partition, to pair it by the UUIDs its root hash gives; `hint`, a root hash the user gave, pairs by
+ * UUID a hash partition whose own tree does not.
+ */
+export async function findTargets(disk: ByteSource, isGpt: boolean, engine: HashEngine, hint?: Uint8Array): Promise<TargetSearch> {
+  const survey = await surveyImage(disk, isGpt);
+  const out: TargetSearch = { targets: [], searched: searched(survey), skipped: [] };
+  const table = survey.gpt;
+  const inDps = new Set<number>();
+  if (table) await dpsTargets(disk, table, engine, hint, out, inDps);
+  const part = (index: number) => table!.partitions.find((p) => p.index === index)!;
+  for (const s of survey.superblocks) {
+    if (s.partition !== null && inDps.has(s.partition)) continue;
+    const tree = planOf(s.superblock, s.offset);
+    if (s.where === 'after-filesystem') {
+      const p = s.partition === null ? null : part(s.partition);
+      const volume = p ? partitionSource(disk, p) : disk;
+      const name = p ? describePartition(p) : 'the image';
+      out.targets.push({
+        name: p ? `#${p.index} "${p.name}"` : 'image',
+        via: 'after-filesystem',
+        data: volume,
+        hash: volume,
+        dataPartition: p,
+        hashPartition: p,
+        hashOffset: s.offset,
+        tree,
+        claim: null,
+        description: `data and hash in ${name}, superblock at byte ${s.offset} after the filesystem`,
+      });
+    } else if (s.partition !== null) {
+      const hashPart = part(s.partition);
+      const before = previousPartition(table!, hashPart);
+      const needed = s.superblock.dataBlocks * s.superblock.dataBlockSize;
+      if (!before || before.size < needed) {
+        out.skipped.push(
+          `${describePartition(hashPart)} starts with a verity superblock for ${needed} bytes of data, ` +
+            (before ? `but the partition before it holds ${before.size}` : 'and no partition comes before it'),
+        );
+        continue;
+      }
+      out.targets.push({
+        name: `#${before.index} "${before.name}"`,
+        via: 'superblock-partition',
+        data: partitionSource(disk, before),
+        hash: partitionSource(disk, hashPart),
+        dataPartition: before,
+        hashPartition: hashPart,
+        hashOffset: 0,
+        tree,
+        claim: null,
+        description: `data ${describePartition(before)}; hash ${describePartition(hashPart)} (superblock at its start)`,
+      });
+    }
+  }
+  return out;
+}
+
+/**
+ * The DPS pairs: each hash partition with the data partition its stored root hash names (systemd's rule), else with
+ * the only data partition of its type. `inDps` collects the partitions used, so the other rules skip them.
+ */
+async function dpsTargets(
+  disk: ByteSource,
+  table: GptTable,
+  engine: HashEngine,
+  hint: Uint8Array | undefined,
+  out: TargetSearch,
+  inDps: Set<number>,
+): Promise<void> {
+  const byHash = new Map<number, ReturnType<typeof findVerityPairs>>();
+  for (const pair of findVerityPairs(table)) {
+    const list = byHash.get(pair.hash.index) ?? [];
+    list.push(pair);
+    byHash.set(pair.hash.index, list);
+  }
+  for (const [, candidates] of byHash) {
+    const hashPart = candidates[0]!.hash;
+    inDps.add(hashPart.index);
+    const hash = partitionSource(disk, hashPart);
+    const superblock = await superblockAt(hash, 0);
+    if (!superblock) {
+      out.skipped.push(`${describePartition(hashPart)} has a DPS verity type but no verity superblock`);
+      continue;
+    }
+    const tree = planOf(superblock, 0);
+    let root: Uint8Array | null = null;
+    try {
+      root = await storedRoot(tree, hash, engine);
+    } catch (e) {
+      // A hash partition too short for its tree: verifying it reports that; pairing falls back to the type.
+      if (!(e instanceof VerityError) || e.code === 'E_INTERNAL') throw e;
+    }
+    // The stored tree's root first; else the root hash the user gave, which still pairs a tree whose top block is
+    // damaged (verifying it then says so).
+    let byUuid = pairedBy(table, hashPart, root);
+    if (byUuid.length !== 1 && hint) {
+      byUuid = pairedBy(table, hashPart, hint);
+      if (byUuid.length === 1) root = hint;
+    }
+    const chosen = byUuid.length === 1 ? byUuid[0]! : candidates.length === 1 ? candidates[0]! : null;
+    if (!chosen) {
+      out.skipped.push(
+        `${describePartition(hashPart)}: its root hash names no partition by UUID, and ${candidates.length} data ` +
+          `partitions of its type could go with it (${candidates.map((c) => `#${c.data.index}`).join(', ')})`,
+      );
+      continue;
+    }
+    inDps.add(chosen.data.index);
+    const claimed = byUuid.length === 1;
+    out.targets.push({
+      name: `${chosen.role} ${chosen.architecture}`,
+      via: 'dps',
+      data: partitionSource(disk, chosen.data),
+      hash,
+      dataPartition: chosen.data,
+      hashPartition: hashPart,
+      hashOffset: 0,
+      tree,
+      claim: claimed
+        ? { bytes: root!, from: `the UUIDs of partitions #${chosen.data.index} and #${hashPart.index} (systemd's convention)` }
+        : null,
+      description:
+        `data ${describePartition(chosen.data)}; hash ${describePartition(hashPart)} ` +
+        `(DPS ${chosen.role} pair, matched by ${claimed ? 'the root-hash partition UUIDs' : 'type'})`,
+    });
+  }
+}
+
+/** The DPS pairs of `hashPart` whose partition UUIDs `root` gives. */
+function pairedBy(table: GptTable, hashPart: GptPartition, root: Uint8Array | null): ReturnType<typeof findVerityPairs> {
+  return root && root.length >= 16 ? findVerityPairs(table, root).filter((p) => p.hash === hashPart) : [];
+}
+
+function planOf(superblock: Superblock, hashOffset: number): TreePlan {
+  return planTree(superblockParams(superblock, hashOffset));
+}
+
+function previousPartition(table: GptTable, p: GptPartition): GptPartition | undefined {
+  const sorted = [...table.partitions].sort((a, b) => a.offset - b.offset);
+  const i = sorted.indexOf(p);
+  return i > 0 ? sorted[i - 1] : undefined;
+}
+
+function searched(survey: Survey): string[] {
+  const lines: string[] = [];
+  if (survey.gpt) lines.push(`a GPT with ${survey.gpt.partitions.length} partitions (DPS verity types: ${dpsCount(survey.gpt)})`);
+  else lines.push('no partition table: the image as one volume');
+  lines.push(`${survey.filesystems.length} filesystems (${survey.filesystems.map((f) => f.type).join(', ') || 'none'}), each for a superblock after it`);
+  lines.push(`${survey.superblocks.length} verity superblocks at the start of a partition or after a filesystem`);
+  return lines;
+}
+
+function dpsCount(table: GptTable): number {
+  return table.partitions.filter((p) => p.dpsType?.endsWith('-verity')).length;
+}
+
+/** The targets among `targets` whose claimed root hash is `root`. */
+export function targetsClaiming(targets: readonly VerityTarget[], root: Uint8Array): VerityTarget[] {
+  return targets.filter((t) => t.claim !== null && bytesEqual(t.claim.bytes, root));
+}
