@@ -1,0 +1,296 @@
+/**
+ * OS disk images laid out the way their distributions build them, made at test time with the real producers
+ * (veritysetup, mke2fs -d, mkfs.vfat + mtools, cpio + gzip, grub-editenv, sgdisk, qemu-img), scaled down:
+ *
+ * - `buildMarinerDisk`: CBL-Mariner's read-only verity root as EFLOW ships it (microsoft/azurelinux 2.0,
+ *   toolkit/tools/imagegen/diskutils/verity.go and installutils.go): per slot an ESP with a stub grub.cfg that
+ *   searches the boot partition by filesystem UUID, a boot partition (ext4) with grub2/grub.cfg from the Mariner
+ *   template, a GRUB environment block linux-<ver>.cfg with mariner.cfg a symlink to it, and an initramfs holding the
+ *   hash tree, the root hash file and the FEC file of that slot's root filesystem; generic partition types and names
+ *   after the EFLOW documentation (BootEFIA, BootA, RootFS A, …, Log, Data).
+ *
+ * Salts, UUIDs, labels and file contents are fixed; the producers' timestamps are not, so root hashes differ between
+ * builds: tests take them from what the builder returns. Tests that use these need the tools: `osImageTools()` lists
+ * the missing ones for a visible skip.
+ */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { findTool } from './tools.js';
+import { VERITYSETUP } from './veritysetup-bin.js';
+
+const TOOLS = {
+  mke2fs: findTool('mke2fs', '/usr/sbin/mke2fs', '/sbin/mke2fs'),
+  sgdisk: findTool('sgdisk', '/usr/sbin/sgdisk', '/sbin/sgdisk'),
+  'mkfs.vfat': findTool('mkfs.vfat', '/usr/sbin/mkfs.vfat', '/sbin/mkfs.vfat'),
+  mcopy: findTool('mcopy', '/usr/bin/mcopy'),
+  mmd: findTool('mmd', '/usr/bin/mmd'),
+  cpio: findTool('cpio', '/usr/bin/cpio', '/bin/cpio'),
+  gzip: findTool('gzip', '/usr/bin/gzip', '/bin/gzip'),
+  'grub-editenv': findTool('grub-editenv', '/usr/bin/grub-editenv'),
+  'qemu-img': findTool('qemu-img', '/usr/bin/qemu-img'),
+  veritysetup: VERITYSETUP,
+};
+
+/** The tools these builders need that are missing (empty when all are there). */
+export function osImageTools(): string[] {
+  return Object.entries(TOOLS)
+    .filter(([, path]) => !path)
+    .map(([name]) => name);
+}
+
+function run(tool: keyof typeof TOOLS, args: string[], options: { cwd?: string; input?: Uint8Array } = {}): string {
+  const r = spawnSync(TOOLS[tool]!, args, { ...options, env: { ...process.env, LC_ALL: 'C', MTOOLS_SKIP_CHECK: '1' } });
+  if (r.status !== 0) throw new Error(`${tool} ${args.join(' ')} failed (${r.status}): ${r.stderr?.toString()}`);
+  return r.stdout.toString();
+}
+
+/** Deterministic bytes: SHA-256 in counter mode over `seed`. */
+export function seeded(seed: string, length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let i = 0, at = 0; at < length; i++, at += 32) {
+    const block = createHash('sha256').update(`${seed}:${i}`).digest();
+    out.set(block.subarray(0, Math.min(32, length - at)), at);
+  }
+  return out;
+}
+
+/** A deterministic UUID (version 4 layout) from `seed`. */
+export function seededUuid(seed: string): string {
+  const b = createHash('sha256').update(`uuid:${seed}`).digest();
+  b[6] = (b[6]! & 0x0f) | 0x40;
+  b[8] = (b[8]! & 0x3f) | 0x80;
+  const h = b.subarray(0, 16).toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** An ext4 image of `mib` MiB holding the tree at `dir`, with a fixed UUID and label. */
+function ext4(path: string, dir: string, mib: number, uuid: string, label: string): void {
+  rmSync(path, { force: true });
+  // A fixed hash seed and creation time keep the image byte-identical across builds.
+  run('mke2fs', ['-q', '-F', '-t', 'ext4', '-b', '4096', '-U', uuid, '-L', label, '-E', `hash_seed=${uuid}`, '-d', dir, path, `${mib}M`]);
+}
+
+/** A FAT image of `mib` MiB with `files` (path → text), a fixed volume id and label. */
+function fat(path: string, mib: number, volumeId: string, label: string, files: Record<string, string>, scratch: string): void {
+  rmSync(path, { force: true });
+  run('mkfs.vfat', ['-C', '-i', volumeId, '-n', label, path, String(mib * 1024)]);
+  const made = new Set<string>();
+  for (const [name, text] of Object.entries(files)) {
+    const parts = name.split('/').slice(0, -1);
+    for (let i = 1; i <= parts.length; i++) {
+      const d = parts.slice(0, i).join('/');
+      if (!made.has(d)) run('mmd', ['-i', path, `::/${d}`]);
+      made.add(d);
+    }
+    const local = join(scratch, 'fat-file');
+    writeFileSync(local, text);
+    run('mcopy', ['-i', path, local, `::/${name}`]);
+  }
+}
+
+/** A GRUB environment block file holding `vars`, written by grub-editenv. */
+function grubEnv(path: string, vars: Record<string, string>): void {
+  rmSync(path, { force: true });
+  run('grub-editenv', [path, 'create']);
+  run('grub-editenv', [path, 'set', ...Object.entries(vars).map(([k, v]) => `${k}=${v}`)]);
+}
+
+/** A gzip'd newc cpio of the files in `dir` (names relative, as the Mariner imager writes them). */
+function initramfs(path: string, dir: string, names: string[]): void {
+  const archive = spawnSync(TOOLS.cpio!, ['-o', '-H', 'newc', '--quiet'], { cwd: dir, input: Buffer.from(names.join('\n') + '\n') });
+  if (archive.status !== 0) throw new Error(`cpio failed: ${archive.stderr.toString()}`);
+  const gz = spawnSync(TOOLS.gzip!, ['-n', '-9'], { input: archive.stdout });
+  if (gz.status !== 0) throw new Error('gzip failed');
+  writeFileSync(path, gz.stdout);
+}
+
+export interface MarinerSlot {
+  name: 'A' | 'B';
+  /** The root filesystem image (ext4) and its verity tree, root hash and FEC file. */
+  rootfs: string;
+  rootHash: string;
+  hashtree: string;
+  fec: string;
+  rootPartUuid: string;
+  bootFsUuid: string;
+  /** 1-based partition indices in the disk. */
+  partitions: { esp: number; boot: number; root: number };
+}
+
+export interface MarinerOptions {
+  /** What to do to one slot's boot configuration. */
+  bootConfig?: Partial<Record<'A' | 'B', 'verity-off' | 'wrong-root-hash-file' | 'truncated-initramfs'>>;
+  /** Data blocks of the root filesystem to damage after the tree was made, per slot. */
+  damage?: Partial<Record<'A' | 'B', number[]>>;
+  /** FEC roots (veritysetup --fec-roots); 0 for none. Default 2, the Mariner imager's. */
+  fecRoots?: number;
+}
+
+export interface MarinerDisk {
+  raw: string;
+  vhdx: string;
+  slots: MarinerSlot[];
+  kernelVersion: string;
+}
+
+const MIB = 1 << 20;
+const KERNEL = '5.15.0.cm2';
+
+/**
+ * A Mariner/EFLOW-style disk in `dir` (raw and dynamic VHDX): slots A and B, each ESP (FAT, 2 MiB), boot (ext4,
+ * 8 MiB) and root filesystem (ext4, 16 MiB), then Log and Data.
+ */
+export function buildMarinerDisk(dir: string, options: MarinerOptions = {}): MarinerDisk {
+  mkdirSync(dir, { recursive: true });
+  const fecRoots = options.fecRoots ?? 2;
+  const layout: Array<{ name: string; mib: number; type: string; file: string }> = [];
+  const slots: MarinerSlot[] = [];
+  for (const name of ['A', 'B'] as const) {
+    const s = join(dir, `slot-${name}`);
+    rmSync(s, { recursive: true, force: true });
+    mkdirSync(join(s, 'root/etc'), { recursive: true });
+    mkdirSync(join(s, 'root/usr/bin'), { recursive: true });
+    writeFileSync(join(s, 'root/etc/os-release'), `NAME="CBL-Mariner"\nVERSION="2.0 slot ${name}"\n`);
+    writeFileSync(join(s, 'root/usr/bin/app'), seeded(`app-${name}`, 3 * MIB + 123));
+    writeFileSync(join(s, 'root/etc/motd'), `slot ${name}\n`);
+    const rootfs = join(s, 'rootfs.ext4');
+    ext4(rootfs, join(s, 'root'), 16, seededUuid(`rootfs-${name}`), `rootfs${name}`);
+
+    // The imager's veritysetup call (verity.go): superblock, sha256, a 32-byte salt, FEC in a separate file.
+    const initrd = join(s, 'initrd');
+    mkdirSync(initrd, { recursive: true });
+    const mapped = 'verity-verity_root_fs';
+    const hashtree = join(initrd, `${mapped}.hashtree`);
+    const fec = join(initrd, `${mapped}.fec`);
+    const salt = createHash('sha256').update(`salt-${name}`).digest('hex');
+    const fecArgs = fecRoots > 0 ? [`--fec-device=${fec}`, `--fec-roots=${fecRoots}`] : [];
+    rmSync(hashtree, { force: true });
+    rmSync(fec, { force: true });
+    const out = run('veritysetup', [...fecArgs, '--salt', salt, '--uuid', seededUuid(`verity-${name}`), '--hash', 'sha256', 'format', rootfs, hashtree]);
+    const rootHash = /Root hash:\s+([0-9a-f]+)/.exec(out)![1]!;
+    // The root hash file: bare hex, no newline (WriteString in verity.go).
+    const wrongRoot = options.bootConfig?.[name] === 'wrong-root-hash-file';
+    writeFileSync(join(initrd, `${mapped}.roothash`), wrongRoot ? 'ab'.repeat(32) : rootHash);
+    mkdirSync(join(initrd, 'usr/lib'), { recursive: true });
+    writeFileSync(join(initrd, 'init'), '#!/bin/sh\nexec /sbin/init\n');
+    const members = ['init', 'usr', 'usr/lib', `${mapped}.hashtree`, `${mapped}.roothash`, ...(fecRoots > 0 ? [`${mapped}.fec`] : [])];
+
+    // Damage after the tree was made: the tree and root hash describe the intended data.
+    for (const block of options.damage?.[name] ?? []) {
+      const bytes = readFileSync(rootfs);
+      bytes[block * 4096 + 17]! ^= 0x5a;
+      writeFileSync(rootfs, bytes);
+    }
+
+    const rootPartUuid = seededUuid(`part-root-${name}`);
+    const bootFsUuid = seededUuid(`bootfs-${name}`);
+    const boot = join(s, 'boot');
+    mkdirSync(join(boot, 'grub2'), { recursive: true });
+    const initrdName = `initrd.img-${KERNEL}`;
+    initramfs(join(boot, initrdName), initrd, members);
+    if (options.bootConfig?.[name] === 'truncated-initramfs') {
+      truncateSync(join(boot, initrdName), Math.floor(statSync(join(boot, initrdName)).size / 2));
+    }
+    writeFileSync(join(boot, `vmlinuz-${KERNEL}`), seeded(`kernel-${name}`, 64 * 1024));
+    grubEnv(join(boot, `linux-${KERNEL}.cfg`), {
+      mariner_linux: `vmlinuz-${KERNEL}`,
+      mariner_initrd: initrdName,
+      mariner_cmdline: 'rd.auto=1 console=ttyS0',
+    });
+    symlinkSync(`linux-${KERNEL}.cfg`, join(boot, 'mariner.cfg'));
+    const verityArgs =
+      options.bootConfig?.[name] === 'verity-off'
+        ? ''
+        : `rd.verityroot.devicename=${mapped} rd.verityroot.hashtree=/${mapped}.hashtree ` +
+          `rd.verityroot.roothashfile=/${mapped}.roothash rd.verityroot.verityerrorhandling=restart ` +
+          `rd.verityroot.validateonboot=false rd.verityroot.overlays="/var/lib /etc" rd.verityroot.overlaysize=20% ` +
+          `rd.verityroot.overlays_debug_mount= ` +
+          (fecRoots > 0 ? `rd.verityroot.fecdata=/${mapped}.fec rd.verityroot.fecroots=${fecRoots} ` : '');
+    const rootDevice = options.bootConfig?.[name] === 'verity-off' ? `PARTUUID=${rootPartUuid}` : `verityroot:PARTUUID=${rootPartUuid}`;
+    // The Mariner grub.cfg template (azurelinux 2.0 toolkit/resources/assets/grub2/grub.cfg), placeholders filled as
+    // installutils.go does.
+    writeFileSync(
+      join(boot, 'grub2/grub.cfg'),
+      [
+        'set timeout=0',
+        'set bootprefix=',
+        '# If a custom mariner.cfg is present, load it',
+        'load_env -f $bootprefix/mariner.cfg',
+        'if [ -f  $bootprefix/systemd.cfg ]; then',
+        '\tload_env -f $bootprefix/systemd.cfg',
+        'else',
+        '\tset systemd_cmdline=net.ifnames=0',
+        'fi',
+        `set rootdevice=${rootDevice}`,
+        '',
+        'menuentry "CBL-Mariner" {',
+        `\tlinux $bootprefix/$mariner_linux  ${verityArgs}security=selinux selinux=1 rd.auto=1 root=$rootdevice $mariner_cmdline lockdown=integrity sysctl.kernel.unprivileged_bpf_disabled=1 $systemd_cmdline`,
+        '\tif [ -f $bootprefix/$mariner_initrd ]; then',
+        '\t\tinitrd $bootprefix/$mariner_initrd',
+        '\tfi',
+        '}',
+        '',
+      ].join('\n'),
+    );
+    const bootImage = join(s, 'boot.ext4');
+    ext4(bootImage, boot, 8, bootFsUuid, `boot${name}`);
+
+    // The ESP's stub (azurelinux 2.0 toolkit/resources/assets/efi/grub/grub.cfg): find the boot partition by UUID.
+    const esp = join(s, 'esp.fat');
+    fat(esp, 2, name === 'A' ? '1a2b3c4d' : '5e6f7a8b', `EFI${name}`, {
+      'boot/grub2/grub.cfg': `search -n -u ${bootFsUuid} -s\nset bootprefix=\nconfigfile $bootprefix/grub2/grub.cfg\n`,
+      'EFI/BOOT/bootx64.efi': 'not a real loader',
+    }, s);
+
+    const base = layout.length;
+    layout.push({ name: `BootEFI${name}`, mib: 2, type: 'EF00', file: esp });
+    layout.push({ name: `Boot${name}`, mib: 8, type: '8300', file: bootImage });
+    layout.push({ name: `RootFS ${name}`, mib: 16, type: '8300', file: rootfs });
+    slots.push({
+      name,
+      rootfs,
+      rootHash,
+      hashtree,
+      fec,
+      rootPartUuid,
+      bootFsUuid,
+      partitions: { esp: base + 1, boot: base + 2, root: base + 3 },
+    });
+  }
+  const log = join(dir, 'log.ext4');
+  const data = join(dir, 'data.ext4');
+  mkdirSync(join(dir, 'empty'), { recursive: true });
+  ext4(log, join(dir, 'empty'), 4, seededUuid('log'), 'log');
+  ext4(data, join(dir, 'empty'), 4, seededUuid('data'), 'data');
+  layout.push({ name: 'Log', mib: 4, type: '8300', file: log });
+  layout.push({ name: 'Data', mib: 4, type: '8300', file: data });
+
+  const raw = join(dir, 'eflow.raw');
+  rmSync(raw, { force: true });
+  const total = 1 + layout.reduce((n, p) => n + p.mib, 0) + 1;
+  writeFileSync(raw, new Uint8Array(0));
+  truncateSync(raw, total * MIB);
+  const args: string[] = ['-a', '2048', '-U', seededUuid('disk')];
+  let start = 2048;
+  layout.forEach((p, i) => {
+    const n = i + 1;
+    const slot = slots.find((s) => s.partitions.root === n);
+    const guid = slot ? slot.rootPartUuid : seededUuid(`part-${p.name}`);
+    args.push('-n', `${n}:${start}:+${p.mib}M`, '-t', `${n}:${p.type}`, '-u', `${n}:${guid}`, '-c', `${n}:${p.name}`);
+    start += (p.mib * MIB) / 512;
+  });
+  run('sgdisk', [...args, raw]);
+  const disk = readFileSync(raw);
+  start = 2048;
+  for (const p of layout) {
+    disk.set(readFileSync(p.file), start * 512);
+    start += (p.mib * MIB) / 512;
+  }
+  writeFileSync(raw, disk);
+  const vhdx = join(dir, 'eflow.vhdx');
+  rmSync(vhdx, { force: true });
+  run('qemu-img', ['convert', '-f', 'raw', '-O', 'vhdx', '-o', 'subformat=dynamic', raw, vhdx]);
+  return { raw, vhdx, slots, kernelVersion: KERNEL };
+}
