@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCaptured } from '../support/cli-harness.js';
-import { buildMarinerDisk, osImageTools, type MarinerDisk } from '../support/os-images.js';
+import { buildCustomizerDisk, buildMarinerDisk, osImageTools, type MarinerDisk } from '../support/os-images.js';
 import { findTool } from '../support/tools.js';
 
 const missing = osImageTools();
@@ -90,5 +90,32 @@ describe.skipIf(SKIP !== '')(`a Mariner/EFLOW-style disk${SKIP}`, () => {
     const r = await runCaptured(['verify', disk.vhdx, '--json']);
     expect(r.code).toBe(5);
     expect(JSON.parse(r.stdout).searched).toContain('a GPT with 8 partitions (DPS verity types: 0)');
+  });
+});
+
+describe.skipIf(SKIP !== '')(`Azure Linux image-customizer disks${SKIP}`, () => {
+  it('a hash partition after the data partition: the image alone finds it and checks it against itself', async () => {
+    const azl = buildCustomizerDisk(join(work, 'azl-partlabel'), { idType: 'partlabel', damage: [700] });
+    expect(azl.cmdline).toContain(`roothash=${azl.rootHash} systemd.verity_root_data=PARTLABEL=root systemd.verity_root_hash=PARTLABEL=roothash`);
+    for (const image of [azl.raw, azl.vhdx]) {
+      const r = await runCaptured(['verify', image, '--json']);
+      expect(r.code, r.stderr).toBe(2);
+      const [target] = JSON.parse(r.stdout).targets;
+      expect(target).toMatchObject({ via: 'superblock-partition', rootHash: { expected: azl.rootHash, authenticated: false } });
+      expect(target.data.corrupt.map((c: { first: number }) => c.first)).toEqual([700]);
+      // With the command line's root hash given, the same target, authenticated.
+      const given = await runCaptured(['verify', image, azl.rootHash, '--json']);
+      expect(JSON.parse(given.stdout).targets[0].rootHash).toMatchObject({ authenticated: true, matches: true });
+    }
+  });
+
+  it('an inline tree after the filesystem (hash-offset): found after the filesystem, veritysetup\'s root hash', async () => {
+    const azl = buildCustomizerDisk(join(work, 'azl-inline'), { inline: true, idType: 'uuid', boot: 'bls' });
+    expect(azl.cmdline).toContain(`systemd.verity_root_options=panic-on-corruption,hash-offset=${12 << 20}`);
+    const r = await runCaptured(['verify', azl.vhdx, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).targets).toMatchObject([
+      { via: 'after-filesystem', hash: { offset: 12 << 20 }, rootHash: { expected: azl.rootHash, authenticated: false } },
+    ]);
   });
 });

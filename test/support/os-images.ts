@@ -294,3 +294,147 @@ export function buildMarinerDisk(dir: string, options: MarinerOptions = {}): Mar
   run('qemu-img', ['convert', '-f', 'raw', '-O', 'vhdx', '-o', 'subformat=dynamic', raw, vhdx]);
   return { raw, vhdx, slots, kernelVersion: KERNEL };
 }
+
+export interface CustomizerOptions {
+  /** How the command line names the data and hash devices (the customizer's `…MountIdType`). Default partuuid. */
+  idType?: 'partuuid' | 'partlabel' | 'uuid';
+  /** The hash tree after the filesystem in the data partition (`dataDeviceId == hashDeviceId`). */
+  inline?: boolean;
+  /** Where the command line lives. Default grub (boot partition grub2/grub.cfg). */
+  boot?: 'grub' | 'bls';
+  /** Data blocks of the root filesystem to damage after the tree was made. */
+  damage?: number[];
+}
+
+export interface CustomizerDisk {
+  raw: string;
+  vhdx: string;
+  rootHash: string;
+  cmdline: string;
+  partitions: { esp: number; boot: number; root: number; hash: number | null };
+}
+
+/**
+ * An Azure Linux image-customizer disk (azure-linux-image-tools customizeverity.go; azurelinux 2.0
+ * imagecustomizerlib): linux-generic partitions esp, boot, root and roothash; the hash partition shrunk to the
+ * tree (`veritysetup format` with its defaults, superblock kept) or the tree inline after the filesystem with
+ * `--hash-offset`; the systemd verity keys on the kernel command line in the boot partition's grub2/grub.cfg or in a
+ * BLS entry. The hash device is named by PARTUUID, PARTLABEL or UUID (the verity superblock's UUID).
+ */
+export function buildCustomizerDisk(dir: string, options: CustomizerOptions = {}): CustomizerDisk {
+  mkdirSync(dir, { recursive: true });
+  const idType = options.idType ?? 'partuuid';
+  const tree = join(dir, 'root');
+  rmSync(tree, { recursive: true, force: true });
+  mkdirSync(join(tree, 'etc'), { recursive: true });
+  writeFileSync(join(tree, 'etc/os-release'), 'NAME="Microsoft Azure Linux"\nVERSION="3.0"\n');
+  writeFileSync(join(tree, 'etc/big'), seeded('azl-big', 2 * MIB + 77));
+  const rootfs = join(dir, 'rootfs.ext4');
+  const rootFsUuid = seededUuid('azl-rootfs');
+  // Inline: a 12 MiB filesystem at the start of a 16 MiB partition, the tree right after it.
+  const dataBytes = 12 * MIB;
+  if (options.inline) {
+    rmSync(rootfs, { force: true });
+    writeFileSync(rootfs, new Uint8Array(0));
+    truncateSync(rootfs, 16 * MIB);
+    run('mke2fs', ['-q', '-F', '-t', 'ext4', '-b', '4096', '-U', rootFsUuid, '-L', 'rootfs', '-d', tree, rootfs, '12M']);
+  } else {
+    ext4(rootfs, tree, 12, rootFsUuid, 'rootfs');
+  }
+  const verityUuid = seededUuid('azl-verity');
+  const salt = createHash('sha256').update('azl-salt').digest('hex');
+  const hashFile = join(dir, 'roothash.img');
+  rmSync(hashFile, { force: true });
+  let out: string;
+  if (options.inline) {
+    out = run('veritysetup', ['format', rootfs, rootfs, '--salt', salt, '--uuid', verityUuid, `--data-blocks=${dataBytes / 4096}`, `--hash-offset=${dataBytes}`]);
+  } else {
+    out = run('veritysetup', ['format', rootfs, hashFile, '--salt', salt, '--uuid', verityUuid]);
+  }
+  const rootHash = /Root hash:\s+([0-9a-f]+)/.exec(out)![1]!;
+  for (const block of options.damage ?? []) {
+    const bytes = readFileSync(rootfs);
+    bytes[block * 4096 + 9]! ^= 0xa5;
+    writeFileSync(rootfs, bytes);
+  }
+
+  const parts = {
+    esp: seededUuid('azl-part-esp'),
+    boot: seededUuid('azl-part-boot'),
+    root: seededUuid('azl-part-root'),
+    hash: seededUuid('azl-part-roothash'),
+  };
+  const spec = (which: 'root' | 'hash') =>
+    idType === 'partuuid'
+      ? `PARTUUID=${which === 'root' ? parts.root : parts.hash}`
+      : idType === 'partlabel'
+        ? `PARTLABEL=${which === 'root' ? 'root' : 'roothash'}`
+        : `UUID=${which === 'root' ? rootFsUuid : verityUuid}`;
+  const hashSpec = options.inline ? spec('root') : spec('hash');
+  const verityOptions = ['panic-on-corruption', ...(options.inline ? [`hash-offset=${dataBytes}`] : [])].join(',');
+  const cmdline =
+    `console=ttyS0 rd.systemd.verity=1 roothash=${rootHash} systemd.verity_root_data=${spec('root')} ` +
+    `systemd.verity_root_hash=${hashSpec} systemd.verity_root_options=${verityOptions} root=/dev/mapper/root rd.auto=1`;
+
+  const boot = join(dir, 'boot');
+  rmSync(boot, { recursive: true, force: true });
+  mkdirSync(join(boot, 'grub2'), { recursive: true });
+  writeFileSync(join(boot, 'vmlinuz-6.6.47.1-1.azl3'), seeded('azl-kernel', 32 * 1024));
+  writeFileSync(join(boot, 'initramfs-6.6.47.1-1.azl3.img'), seeded('azl-initrd', 32 * 1024));
+  if ((options.boot ?? 'grub') === 'grub') {
+    writeFileSync(
+      join(boot, 'grub2/grub.cfg'),
+      [
+        'set timeout=0',
+        'set rootdevice=/dev/mapper/root',
+        'menuentry "Azure Linux" {',
+        `\tlinux /vmlinuz-6.6.47.1-1.azl3 ${cmdline}`,
+        '\tinitrd /initramfs-6.6.47.1-1.azl3.img',
+        '}',
+        '',
+      ].join('\n'),
+    );
+  } else {
+    mkdirSync(join(boot, 'loader/entries'), { recursive: true });
+    writeFileSync(
+      join(boot, 'loader/entries/azl-6.6.47.1-1.azl3.conf'),
+      `title Azure Linux\nversion 6.6.47.1-1.azl3\nlinux /vmlinuz-6.6.47.1-1.azl3\ninitrd /initramfs-6.6.47.1-1.azl3.img\noptions ${cmdline}\n`,
+    );
+  }
+  const bootFsUuid = seededUuid('azl-bootfs');
+  const bootImage = join(dir, 'boot.ext4');
+  ext4(bootImage, boot, 8, bootFsUuid, 'boot');
+  const esp = join(dir, 'esp.fat');
+  fat(esp, 2, 'a1b2c3d4', 'ESP', { 'boot/grub2/grub.cfg': `search -n -u ${bootFsUuid} -s\nconfigfile ($root)/grub2/grub.cfg\n` }, dir);
+
+  // The customizer shrinks the hash partition to the tree; partitions are whole MiB here.
+  const hashMib = options.inline ? 0 : Math.ceil(statSync(hashFile).size / MIB);
+  const layout = [
+    { name: 'esp', mib: 2, type: 'EF00', guid: parts.esp, file: esp },
+    { name: 'boot', mib: 8, type: '8300', guid: parts.boot, file: bootImage },
+    { name: 'root', mib: options.inline ? 16 : 12, type: '8300', guid: parts.root, file: rootfs },
+    ...(options.inline ? [] : [{ name: 'roothash', mib: hashMib, type: '8300', guid: parts.hash, file: hashFile }]),
+  ];
+  const raw = join(dir, 'azl.raw');
+  rmSync(raw, { force: true });
+  writeFileSync(raw, new Uint8Array(0));
+  truncateSync(raw, (2 + layout.reduce((n, p) => n + p.mib, 0)) * MIB);
+  const args = ['-a', '2048', '-U', seededUuid('azl-disk')];
+  let start = 2048;
+  layout.forEach((p, i) => {
+    args.push('-n', `${i + 1}:${start}:+${p.mib}M`, '-t', `${i + 1}:${p.type}`, '-u', `${i + 1}:${p.guid}`, '-c', `${i + 1}:${p.name}`);
+    start += (p.mib * MIB) / 512;
+  });
+  run('sgdisk', [...args, raw]);
+  const disk = readFileSync(raw);
+  start = 2048;
+  for (const p of layout) {
+    disk.set(readFileSync(p.file), start * 512);
+    start += (p.mib * MIB) / 512;
+  }
+  writeFileSync(raw, disk);
+  const vhdx = join(dir, 'azl.vhdx');
+  rmSync(vhdx, { force: true });
+  run('qemu-img', ['convert', '-f', 'raw', '-O', 'vhdx', '-o', 'subformat=dynamic', raw, vhdx]);
+  return { raw, vhdx, rootHash, cmdline, partitions: { esp: 1, boot: 2, root: 3, hash: options.inline ? null : 4 } };
+}
