@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCaptured } from '../support/cli-harness.js';
-import { buildCustomizerDisk, buildMarinerDisk, osImageTools, type MarinerDisk } from '../support/os-images.js';
+import { buildCustomizerDisk, buildMarinerDisk, buildOsGuardDisk, osImageTools, type MarinerDisk } from '../support/os-images.js';
 import { findTool } from '../support/tools.js';
 
 const missing = osImageTools();
@@ -117,5 +117,33 @@ describe.skipIf(SKIP !== '')(`Azure Linux image-customizer disks${SKIP}`, () => 
     expect(JSON.parse(r.stdout).targets).toMatchObject([
       { via: 'after-filesystem', hash: { offset: 12 << 20 }, rootHash: { expected: azl.rootHash, authenticated: false } },
     ]);
+  });
+});
+
+const UKI_MISSING = osImageTools({ uki: true });
+const UKI_SKIP = UKI_MISSING.length === 0 ? '' : ` [SKIPPED: needs ${UKI_MISSING.join(', ')}]`;
+const OBJDUMP = findTool('objdump', '/usr/bin/objdump');
+
+describe.skipIf(UKI_SKIP !== '')(`an Azure Linux OS Guard-style disk${UKI_SKIP}`, () => {
+  it('usr verity with its command line in a UKI addon: the hash partition is found after usr-a and checked against itself', async () => {
+    const disk = buildOsGuardDisk(join(work, 'osguard'), { damage: [33] });
+    // The addon's .cmdline section, as binutils reads it, carries the usr keys.
+    if (OBJDUMP) {
+      const addon = join(work, 'osguard', 'efi', 'verity.addon.efi');
+      const dump = spawnSync(OBJDUMP, ['-s', '-j', '.cmdline', addon], { encoding: 'utf8' }).stdout;
+      expect(dump).toMatch(/usrhash=/);
+    }
+    for (const image of [disk.raw, disk.vhdx]) {
+      const r = await runCaptured(['verify', image, '--json']);
+      expect(r.code, r.stderr).toBe(2);
+      const [target] = JSON.parse(r.stdout).targets;
+      expect(target).toMatchObject({
+        via: 'superblock-partition',
+        data: { path: `${image}::${disk.partitions.usr}` },
+        hash: { path: `${image}::${disk.partitions.usrHash}` },
+        rootHash: { expected: disk.usrHash, authenticated: false },
+      });
+      expect(target.data.corrupt.map((c: { first: number }) => c.first)).toEqual([33]);
+    }
   });
 });

@@ -33,9 +33,15 @@ const TOOLS = {
   veritysetup: VERITYSETUP,
 };
 
+/** What the UKI builder needs on top (Debian systemd-boot-efi's stub, binutils' objcopy). */
+const UKI_TOOLS = {
+  objcopy: findTool('objcopy', '/usr/bin/objcopy'),
+  stub: findTool('linuxx64.efi.stub', '/usr/lib/systemd/boot/efi/linuxx64.efi.stub'),
+};
+
 /** The tools these builders need that are missing (empty when all are there). */
-export function osImageTools(): string[] {
-  return Object.entries(TOOLS)
+export function osImageTools(options: { uki?: boolean } = {}): string[] {
+  return Object.entries({ ...TOOLS, ...(options.uki ? UKI_TOOLS : {}) })
     .filter(([, path]) => !path)
     .map(([name]) => name);
 }
@@ -106,6 +112,40 @@ function initramfs(path: string, dir: string, names: string[]): void {
   writeFileSync(path, gz.stdout);
 }
 
+interface Piece {
+  name: string;
+  mib: number;
+  /** An sgdisk type code (8300, EF00) or a type GUID. */
+  type: string;
+  guid: string;
+  /** The partition's contents, written at its start. */
+  file: string;
+}
+
+/** A GPT disk `<base>.raw` of `pieces` in order (1 MiB aligned, sgdisk), and its dynamic VHDX `<base>.vhdx`. */
+function assemble(dir: string, base: string, pieces: Piece[], diskGuid: string): { raw: string; vhdx: string } {
+  const raw = join(dir, `${base}.raw`);
+  rmSync(raw, { force: true });
+  writeFileSync(raw, new Uint8Array(0));
+  truncateSync(raw, (2 + pieces.reduce((n, p) => n + p.mib, 0)) * MIB);
+  const args = ['-a', '2048', '-U', diskGuid];
+  const starts: number[] = [];
+  let start = 2048;
+  pieces.forEach((p, i) => {
+    args.push('-n', `${i + 1}:${start}:+${p.mib}M`, '-t', `${i + 1}:${p.type}`, '-u', `${i + 1}:${p.guid}`, '-c', `${i + 1}:${p.name}`);
+    starts.push(start);
+    start += (p.mib * MIB) / 512;
+  });
+  run('sgdisk', [...args, raw]);
+  const disk = readFileSync(raw);
+  pieces.forEach((p, i) => disk.set(readFileSync(p.file), starts[i]! * 512));
+  writeFileSync(raw, disk);
+  const vhdx = join(dir, `${base}.vhdx`);
+  rmSync(vhdx, { force: true });
+  run('qemu-img', ['convert', '-f', 'raw', '-O', 'vhdx', '-o', 'subformat=dynamic', raw, vhdx]);
+  return { raw, vhdx };
+}
+
 export interface MarinerSlot {
   name: 'A' | 'B';
   /** The root filesystem image (ext4) and its verity tree, root hash and FEC file. */
@@ -145,7 +185,7 @@ const KERNEL = '5.15.0.cm2';
 export function buildMarinerDisk(dir: string, options: MarinerOptions = {}): MarinerDisk {
   mkdirSync(dir, { recursive: true });
   const fecRoots = options.fecRoots ?? 2;
-  const layout: Array<{ name: string; mib: number; type: string; file: string }> = [];
+  const layout: Piece[] = [];
   const slots: MarinerSlot[] = [];
   for (const name of ['A', 'B'] as const) {
     const s = join(dir, `slot-${name}`);
@@ -245,9 +285,9 @@ export function buildMarinerDisk(dir: string, options: MarinerOptions = {}): Mar
     }, s);
 
     const base = layout.length;
-    layout.push({ name: `BootEFI${name}`, mib: 2, type: 'EF00', file: esp });
-    layout.push({ name: `Boot${name}`, mib: 8, type: '8300', file: bootImage });
-    layout.push({ name: `RootFS ${name}`, mib: 16, type: '8300', file: rootfs });
+    layout.push({ name: `BootEFI${name}`, mib: 2, type: 'EF00', guid: seededUuid(`part-BootEFI${name}`), file: esp });
+    layout.push({ name: `Boot${name}`, mib: 8, type: '8300', guid: seededUuid(`part-Boot${name}`), file: bootImage });
+    layout.push({ name: `RootFS ${name}`, mib: 16, type: '8300', guid: rootPartUuid, file: rootfs });
     slots.push({
       name,
       rootfs,
@@ -264,34 +304,10 @@ export function buildMarinerDisk(dir: string, options: MarinerOptions = {}): Mar
   mkdirSync(join(dir, 'empty'), { recursive: true });
   ext4(log, join(dir, 'empty'), 4, seededUuid('log'), 'log');
   ext4(data, join(dir, 'empty'), 4, seededUuid('data'), 'data');
-  layout.push({ name: 'Log', mib: 4, type: '8300', file: log });
-  layout.push({ name: 'Data', mib: 4, type: '8300', file: data });
+  layout.push({ name: 'Log', mib: 4, type: '8300', guid: seededUuid('part-Log'), file: log });
+  layout.push({ name: 'Data', mib: 4, type: '8300', guid: seededUuid('part-Data'), file: data });
 
-  const raw = join(dir, 'eflow.raw');
-  rmSync(raw, { force: true });
-  const total = 1 + layout.reduce((n, p) => n + p.mib, 0) + 1;
-  writeFileSync(raw, new Uint8Array(0));
-  truncateSync(raw, total * MIB);
-  const args: string[] = ['-a', '2048', '-U', seededUuid('disk')];
-  let start = 2048;
-  layout.forEach((p, i) => {
-    const n = i + 1;
-    const slot = slots.find((s) => s.partitions.root === n);
-    const guid = slot ? slot.rootPartUuid : seededUuid(`part-${p.name}`);
-    args.push('-n', `${n}:${start}:+${p.mib}M`, '-t', `${n}:${p.type}`, '-u', `${n}:${guid}`, '-c', `${n}:${p.name}`);
-    start += (p.mib * MIB) / 512;
-  });
-  run('sgdisk', [...args, raw]);
-  const disk = readFileSync(raw);
-  start = 2048;
-  for (const p of layout) {
-    disk.set(readFileSync(p.file), start * 512);
-    start += (p.mib * MIB) / 512;
-  }
-  writeFileSync(raw, disk);
-  const vhdx = join(dir, 'eflow.vhdx');
-  rmSync(vhdx, { force: true });
-  run('qemu-img', ['convert', '-f', 'raw', '-O', 'vhdx', '-o', 'subformat=dynamic', raw, vhdx]);
+  const { raw, vhdx } = assemble(dir, 'eflow', layout, seededUuid('disk'));
   return { raw, vhdx, slots, kernelVersion: KERNEL };
 }
 
@@ -409,32 +425,89 @@ export function buildCustomizerDisk(dir: string, options: CustomizerOptions = {}
 
   // The customizer shrinks the hash partition to the tree; partitions are whole MiB here.
   const hashMib = options.inline ? 0 : Math.ceil(statSync(hashFile).size / MIB);
-  const layout = [
+  const layout: Piece[] = [
     { name: 'esp', mib: 2, type: 'EF00', guid: parts.esp, file: esp },
     { name: 'boot', mib: 8, type: '8300', guid: parts.boot, file: bootImage },
     { name: 'root', mib: options.inline ? 16 : 12, type: '8300', guid: parts.root, file: rootfs },
     ...(options.inline ? [] : [{ name: 'roothash', mib: hashMib, type: '8300', guid: parts.hash, file: hashFile }]),
   ];
-  const raw = join(dir, 'azl.raw');
-  rmSync(raw, { force: true });
-  writeFileSync(raw, new Uint8Array(0));
-  truncateSync(raw, (2 + layout.reduce((n, p) => n + p.mib, 0)) * MIB);
-  const args = ['-a', '2048', '-U', seededUuid('azl-disk')];
-  let start = 2048;
-  layout.forEach((p, i) => {
-    args.push('-n', `${i + 1}:${start}:+${p.mib}M`, '-t', `${i + 1}:${p.type}`, '-u', `${i + 1}:${p.guid}`, '-c', `${i + 1}:${p.name}`);
-    start += (p.mib * MIB) / 512;
-  });
-  run('sgdisk', [...args, raw]);
-  const disk = readFileSync(raw);
-  start = 2048;
-  for (const p of layout) {
-    disk.set(readFileSync(p.file), start * 512);
-    start += (p.mib * MIB) / 512;
-  }
-  writeFileSync(raw, disk);
-  const vhdx = join(dir, 'azl.vhdx');
-  rmSync(vhdx, { force: true });
-  run('qemu-img', ['convert', '-f', 'raw', '-O', 'vhdx', '-o', 'subformat=dynamic', raw, vhdx]);
+  const { raw, vhdx } = assemble(dir, 'azl', layout, seededUuid('azl-disk'));
   return { raw, vhdx, rootHash, cmdline, partitions: { esp: 1, boot: 2, root: 3, hash: options.inline ? null : 4 } };
+}
+
+export interface OsGuardDisk {
+  raw: string;
+  vhdx: string;
+  usrHash: string;
+  cmdline: string;
+  partitions: { esp: number; boot: number; usr: number; usrHash: number; root: number };
+}
+
+/** A PE image: systemd's EFI stub with a `.cmdline` section of `text` (and NUL padding, as ukify leaves it). */
+function uki(path: string, text: string, scratch: string): void {
+  const section = join(scratch, 'cmdline.txt');
+  writeFileSync(section, `${text}\0\0\0`);
+  rmSync(path, { force: true });
+  const r = spawnSync(UKI_TOOLS.objcopy!, ['--add-section', `.cmdline=${section}`, '--change-section-vma', '.cmdline=0x30000', UKI_TOOLS.stub!, path]);
+  if (r.status !== 0) throw new Error(`objcopy failed: ${r.stderr.toString()}`);
+}
+
+/**
+ * An Azure Linux 3.0 "OS Guard"-style disk (azurelinux 3.0 toolkit/imageconfigs/templates/osguard-base.yaml and
+ * files/osguard/repart.d): esp, boot-a (ext4), usr-a (linux-generic ext4), usr-hash-a (the DPS usr-verity type, so
+ * DPS pairing finds no data partition of type usr), root-a (DPS root). The command line is in a UKI addon,
+ * `EFI/Linux/azl.efi.extra.d/verity.addon.efi`, naming the usr devices by filesystem UUID and verity superblock UUID.
+ */
+export function buildOsGuardDisk(dir: string, options: { damage?: number[] } = {}): OsGuardDisk {
+  mkdirSync(dir, { recursive: true });
+  const tree = join(dir, 'usr');
+  rmSync(tree, { recursive: true, force: true });
+  mkdirSync(join(tree, 'bin'), { recursive: true });
+  writeFileSync(join(tree, 'bin/tool'), seeded('osguard-usr', 2 * MIB + 5));
+  const usr = join(dir, 'usr.ext4');
+  const usrFsUuid = seededUuid('osguard-usr-fs');
+  ext4(usr, tree, 8, usrFsUuid, 'usr-a');
+  const verityUuid = seededUuid('osguard-verity');
+  const hash = join(dir, 'usr-hash.img');
+  rmSync(hash, { force: true });
+  const out = run('veritysetup', ['format', usr, hash, '--uuid', verityUuid, '--salt', createHash('sha256').update('osguard').digest('hex')]);
+  const usrHash = /Root hash:\s+([0-9a-f]+)/.exec(out)![1]!;
+  for (const block of options.damage ?? []) {
+    const bytes = readFileSync(usr);
+    bytes[block * 4096 + 1]! ^= 0x11;
+    writeFileSync(usr, bytes);
+  }
+  const bootFsUuid = seededUuid('osguard-boot-fs');
+  const cmdline =
+    `usrhash=${usrHash} systemd.verity_usr_data=UUID=${usrFsUuid} systemd.verity_usr_hash=UUID=${verityUuid} ` +
+    `systemd.verity_usr_options=root-hash-signature=/boot/usr.hash.sig pre.verity.mount=${bootFsUuid}`;
+  const efi = join(dir, 'efi');
+  mkdirSync(efi, { recursive: true });
+  uki(join(efi, 'azl.efi'), 'console=ttyS0 rd.auto=1', dir);
+  uki(join(efi, 'verity.addon.efi'), cmdline, dir);
+  const esp = join(dir, 'esp.fat');
+  rmSync(esp, { force: true });
+  run('mkfs.vfat', ['-C', '-i', '0a0b0c0d', '-n', 'ESP', esp, String(8 * 1024)]);
+  for (const d of ['EFI', 'EFI/Linux', 'EFI/Linux/azl.efi.extra.d']) run('mmd', ['-i', esp, `::/${d}`]);
+  run('mcopy', ['-i', esp, join(efi, 'azl.efi'), '::/EFI/Linux/azl.efi']);
+  run('mcopy', ['-i', esp, join(efi, 'verity.addon.efi'), '::/EFI/Linux/azl.efi.extra.d/verity.addon.efi']);
+  const boot = join(dir, 'boot');
+  rmSync(boot, { recursive: true, force: true });
+  mkdirSync(boot, { recursive: true });
+  writeFileSync(join(boot, 'usr.hash.sig'), seeded('not a real signature', 600));
+  const bootImage = join(dir, 'boot.ext4');
+  ext4(bootImage, boot, 4, bootFsUuid, 'boot-a');
+  const rootImage = join(dir, 'root.ext4');
+  mkdirSync(join(dir, 'root-tree/etc'), { recursive: true });
+  ext4(rootImage, join(dir, 'root-tree'), 4, seededUuid('osguard-root-fs'), 'root-a');
+
+  const layout: Piece[] = [
+    { name: 'esp', mib: 8, type: 'EF00', file: esp },
+    { name: 'boot-a', mib: 4, type: '8300', file: bootImage },
+    { name: 'usr-a', mib: 8, type: '8300', file: usr },
+    { name: 'usr-hash-a', mib: Math.ceil(statSync(hash).size / MIB), type: '77ff5f63-e7b6-4633-acf4-1565b864c0e6', file: hash },
+    { name: 'root-a', mib: 4, type: '4f68bce3-e8cd-4db1-96e7-fbcaf984b709', file: rootImage },
+  ].map((p) => ({ ...p, guid: seededUuid(`osguard-${p.name}`) }));
+  const { raw, vhdx } = assemble(dir, 'osguard', layout, seededUuid('osguard-disk'));
+  return { raw, vhdx, usrHash, cmdline, partitions: { esp: 1, boot: 2, usr: 3, usrHash: 4, root: 5 } };
 }
