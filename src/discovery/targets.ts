@@ -2,6 +2,8 @@
  * The dm-verity targets of a disk image: every data/hash pair the image itself says enough about to verify, with
  * where its root hash would come from. Sources, most specific first:
  *
+ * - the boot configuration (boot.ts): the targets the kernel command lines of its boot entries set up, with their
+ *   root hashes. When it names any, it is the only source: it is what the system itself does.
  * - Discoverable Partitions pairs (`root-x86-64` with `root-x86-64-verity`, …). A hash partition is paired with the
  *   data partition whose UUID the root hash of its stored tree gives, as systemd does (UAPI Discoverable Partitions
  *   Specification, "Partition UUIDs"); that root hash is then the image's claim. Without such a match, a hash
@@ -21,6 +23,8 @@ import { describePartition, partitionSource, type GptPartition, type GptTable } 
 import type { ByteSource } from '../io/source.js';
 import { planTree, type TreePlan } from '../tree/plan.js';
 import { storedRoot } from '../tree/verify.js';
+import { bootTargets, findBootEntries } from './boot.js';
+import { identifyPartitions } from './devices.js';
 import { findVerityPairs } from './dps-pairs.js';
 import { superblockAt, surveyImage, type Survey } from './survey.js';
 
@@ -34,7 +38,7 @@ export interface RootHashClaim {
 export interface VerityTarget {
   /** A short name: the DPS role and architecture, or the partition the data is in. */
   name: string;
-  via: 'dps' | 'after-filesystem' | 'superblock-partition';
+  via: 'boot-entry' | 'dps' | 'after-filesystem' | 'superblock-partition';
   data: ByteSource;
   hash: ByteSource;
   /** The partitions holding them (null: the whole image). */
@@ -65,8 +69,18 @@ export interface TargetSearch {
  */
 export async function findTargets(disk: ByteSource, isGpt: boolean, engine: HashEngine, hint?: Uint8Array): Promise<TargetSearch> {
   const survey = await surveyImage(disk, isGpt);
-  const out: TargetSearch = { targets: [], searched: searched(survey), skipped: [] };
+  const out: TargetSearch = { targets: [], searched: [], skipped: [] };
   const table = survey.gpt;
+  if (table) {
+    // The boot configuration first: what the system itself sets up. The other rules only when it names nothing.
+    const devices = await identifyPartitions(disk, table);
+    const boot = await findBootEntries(disk, devices);
+    out.searched.push(...boot.searched);
+    out.targets.push(...(await bootTargets(disk, boot.entries, devices, boot.problems)));
+    out.skipped.push(...boot.problems);
+    if (out.targets.length > 0) return out;
+  }
+  out.searched.push(...searched(survey));
   const inDps = new Set<number>();
   if (table) await dpsTargets(disk, table, engine, hint, out, inDps);
   const part = (index: number) => table!.partitions.find((p) => p.index === index)!;

@@ -20,7 +20,7 @@ export interface RootHashSource {
 export interface TargetOutcome extends VerifyResult {
   name: string;
   /** The discovery rule that found it. */
-  via: 'dps' | 'after-filesystem' | 'superblock-partition';
+  via: 'boot-entry' | 'dps' | 'after-filesystem' | 'superblock-partition';
   /** Data and hash and why they pair. */
   description: string;
   /** Addresses a user can pass back to `verity verify` as explicit operands. */

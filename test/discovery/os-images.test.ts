@@ -109,13 +109,45 @@ describe.skipIf(SKIP !== '')(`Azure Linux image-customizer disks${SKIP}`, () => 
     }
   });
 
-  it('an inline tree after the filesystem (hash-offset): found after the filesystem, veritysetup\'s root hash', async () => {
+  it('a BLS entry\'s command line names the target: its root hash is the claim, damage is named, a wrong one is exit 3', async () => {
+    const azl = buildCustomizerDisk(join(work, 'azl-bls'), { boot: 'bls', idType: 'partlabel', damage: [5] });
+    const r = await runCaptured(['verify', azl.vhdx, '--json']);
+    expect(r.code, r.stderr).toBe(2);
+    const [target] = JSON.parse(r.stdout).targets;
+    expect(target).toMatchObject({
+      name: 'root',
+      via: 'boot-entry',
+      data: { path: `${azl.vhdx}::3` },
+      hash: { path: `${azl.vhdx}::4` },
+      rootHash: {
+        expected: azl.rootHash,
+        from: 'the kernel command line of #2 "boot":/loader/entries/azl-6.6.47.1-1.azl3.conf',
+        authenticated: false,
+      },
+    });
+    expect(target.data.corrupt.map((c: { first: number }) => c.first)).toEqual([5]);
+    const wrong = buildCustomizerDisk(join(work, 'azl-bls-wrong'), { boot: 'bls', cmdline: 'wrong-root-hash' });
+    const w = await runCaptured(['verify', wrong.raw, '--json']);
+    expect(w.code, w.stderr).toBe(3);
+    expect(JSON.parse(w.stdout).targets[0]).toMatchObject({ status: 'root-mismatch', rootHash: { expected: 'cd'.repeat(32), actual: wrong.rootHash } });
+  });
+
+  it('verity switched off on the command line: no boot target, the other rules find the hash partition', async () => {
+    const azl = buildCustomizerDisk(join(work, 'azl-bls-off'), { boot: 'bls', cmdline: 'verity-off' });
+    const r = await runCaptured(['verify', azl.raw, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.targets).toMatchObject([{ via: 'superblock-partition', rootHash: { expected: azl.rootHash, authenticated: false } }]);
+    expect(j.skipped.join('\n')).toMatch(/rd\.systemd\.verity=0 turns systemd's verity generator off/);
+  });
+
+  it('an inline tree after the filesystem (hash-offset in the options), named by filesystem UUID', async () => {
     const azl = buildCustomizerDisk(join(work, 'azl-inline'), { inline: true, idType: 'uuid', boot: 'bls' });
     expect(azl.cmdline).toContain(`systemd.verity_root_options=panic-on-corruption,hash-offset=${12 << 20}`);
     const r = await runCaptured(['verify', azl.vhdx, '--json']);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).targets).toMatchObject([
-      { via: 'after-filesystem', hash: { offset: 12 << 20 }, rootHash: { expected: azl.rootHash, authenticated: false } },
+      { via: 'boot-entry', data: { path: `${azl.vhdx}::3` }, hash: { path: `${azl.vhdx}::3`, offset: 12 << 20 }, rootHash: { expected: azl.rootHash } },
     ]);
   });
 });

@@ -320,6 +320,8 @@ export interface CustomizerOptions {
   boot?: 'grub' | 'bls';
   /** Data blocks of the root filesystem to damage after the tree was made. */
   damage?: number[];
+  /** A command line with another root hash than the tree's, or with `rd.systemd.verity=0`. */
+  cmdline?: 'wrong-root-hash' | 'verity-off';
 }
 
 export interface CustomizerDisk {
@@ -388,8 +390,10 @@ export function buildCustomizerDisk(dir: string, options: CustomizerOptions = {}
         : `UUID=${which === 'root' ? rootFsUuid : verityUuid}`;
   const hashSpec = options.inline ? spec('root') : spec('hash');
   const verityOptions = ['panic-on-corruption', ...(options.inline ? [`hash-offset=${dataBytes}`] : [])].join(',');
+  const claimed = options.cmdline === 'wrong-root-hash' ? 'cd'.repeat(32) : rootHash;
+  const switchedOn = options.cmdline === 'verity-off' ? 0 : 1;
   const cmdline =
-    `console=ttyS0 rd.systemd.verity=1 roothash=${rootHash} systemd.verity_root_data=${spec('root')} ` +
+    `console=ttyS0 rd.systemd.verity=${switchedOn} roothash=${claimed} systemd.verity_root_data=${spec('root')} ` +
     `systemd.verity_root_hash=${hashSpec} systemd.verity_root_options=${verityOptions} root=/dev/mapper/root rd.auto=1`;
 
   const boot = join(dir, 'boot');
