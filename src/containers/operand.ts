@@ -121,9 +121,10 @@ async function openBase(path: string, options: OpenOptions): Promise<{ source: B
     return { source: file, layer: { kind: 'file', path, size: file.size }, stats: file.stats, sizeKnown: true, close: () => file.close() };
   }
   const stdin = options.stdin ?? process.stdin;
-  // A redirected file is read with random access, like any file.
+  // A redirected file is read with random access, like any file, through its /dev/fd path. Windows has no such
+  // path: there `\\dev\\fd\\0` would name a file on the current drive, so stdin is streamed instead.
   const fd = stdin.fd ?? (stdin === process.stdin ? 0 : undefined);
-  if (fd !== undefined) {
+  if (fd !== undefined && process.platform !== 'win32') {
     const stats = fstatOrNull(fd);
     if (stats?.isFile()) {
       const file = await openFileSource(`/dev/fd/${fd}`).catch(() => null);
