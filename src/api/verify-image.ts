@@ -8,6 +8,9 @@
  * - Without one, every target is verified against the root hash the image declares for it, or, when it declares
  *   none, against its own stored top block (consistency only). Either way the result is `authenticated: false`.
  * - No target at all is `no-verity`, with what was searched.
+ * - A target the boot configuration declares and that cannot be checked (a missing partition, an unreadable
+ *   initramfs) is listed as unresolved and makes the image's status `unresolved`: a gate must not pass an image
+ *   whose protection it could not check.
  */
 import { toHex } from '../binary/bytes.js';
 import { describeLayer, detectContent, openOperand } from '../containers/operand.js';
@@ -22,7 +25,7 @@ import { withEngine } from './engine.js';
 import { engineOptions, openOptions, passOptions, type VerifyOptions } from './options.js';
 import { expectedRootHash, type ExpectedRootHash } from './root-hash.js';
 
-const SEVERITY: Record<VerifyStatus, number> = { ok: 0, corrupt: 1, 'root-mismatch': 2 };
+const SEVERITY: Record<VerifyStatus | 'unresolved', number> = { ok: 0, corrupt: 1, 'root-mismatch': 2, unresolved: 3 };
 
 /** Verifies every dm-verity target of the image at `address` (see the module comment for the root hash rules). */
 export async function verifyImage(address: string, options: VerifyOptions = {}): Promise<ImageOutcome> {
@@ -37,9 +40,11 @@ export async function verifyImage(address: string, options: VerifyOptions = {}):
     const disk = operand.source;
     const search = await findTargets(disk, (await detectContent(disk)) === 'gpt', nodeCryptoEngine, given?.guess());
     const image = { address, layers: operand.layers.map(describeLayer) };
-    const base = { image, searched: search.searched, skipped: search.skipped };
+    const base = { image, searched: search.searched, skipped: search.skipped, unresolved: search.unresolved };
     const { targets } = search;
-    if (targets.length === 0) return { ...base, status: 'no-verity', targets: [], note: null };
+    if (targets.length === 0) {
+      return { ...base, status: search.unresolved.length > 0 ? 'unresolved' : 'no-verity', targets: [], note: null };
+    }
 
     let chosen: VerityTarget[] = targets;
     if (given) {
@@ -54,7 +59,8 @@ export async function verifyImage(address: string, options: VerifyOptions = {}):
     }
     const outcomes: TargetOutcome[] = [];
     for (const target of chosen) outcomes.push(await verifyTarget(address, target, given, options));
-    const worst = outcomes.reduce<VerifyStatus>((w, t) => (SEVERITY[t.status] > SEVERITY[w] ? t.status : w), 'ok');
+    const statuses = [...outcomes.map((t) => t.status), ...(search.unresolved.length > 0 ? (['unresolved'] as const) : [])];
+    const worst = statuses.reduce<VerifyStatus | 'unresolved'>((w, s) => (SEVERITY[s] > SEVERITY[w] ? s : w), 'ok');
     return { ...base, status: worst, targets: outcomes, note: null };
   } finally {
     await operand.close();
@@ -70,12 +76,12 @@ async function verifyTarget(
   const { tree } = target;
   const { params, geometry } = tree;
   const dataAddress = target.dataPartition ? `${address}::${target.dataPartition.index}` : address;
-  const hashAddress = target.hashPartition ? `${address}::${target.hashPartition.index}` : address;
+  const hashAddress = target.hashFile ?? (target.hashPartition ? `${address}::${target.hashPartition.index}` : address);
   const expected = given ? given.bytes(geometry.digestSize, params.algorithm) : (target.claim?.bytes ?? null);
   const rootHash: RootHashSource = given
     ? { from: 'given by the user', authenticated: true }
     : target.claim
-      ? { from: target.claim.from, authenticated: false }
+      ? { from: target.claim.from, authenticated: false, ...(target.claim.signature ? { signature: target.claim.signature } : {}) }
       : { from: 'none in the image: the tree was checked against its own top block', authenticated: false };
   const result = await withEngine(tree, engineOptions(options), (engine) =>
     verifyTree(tree, target.data, target.hash, expected, engine, {

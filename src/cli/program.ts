@@ -176,7 +176,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     if (hash === undefined) {
       // An image alone: every target it holds (api/verify-image.ts).
       const r = await verifyImage(data, options).finally(() => bar?.done());
-      exitCode = r.status === 'no-verity' ? EXIT.NO_VERITY : exitCodeForStatus(r.status);
+      exitCode = r.status === 'no-verity' ? EXIT.NO_VERITY : r.status === 'unresolved' ? EXIT.BAD_INPUT : exitCodeForStatus(r.status);
       for (const t of r.targets) for (const w of t.warnings) err(`WARNING: ${t.name}: ${w}.\n`);
       out(json ? JSON.stringify(imageVerifyJson(r, exitCode, exitCodeForStatus), null, 2) + '\n' : renderImageVerify(r));
       return;

@@ -1,111 +1,339 @@
 /**
  * Targets from the boot configuration: the boot entries of a disk image, their kernel command lines, and the
- * dm-verity targets those name (boot/cmdline.ts), resolved to the image's partitions (devices.ts). This is how the
- * system itself finds its verity devices, so when any boot entry names one, these targets are the image's targets
- * and the other discovery rules (targets.ts) are not used.
+ * dm-verity targets those name (boot/cmdline.ts), resolved to the image's partitions (devices.ts) or to files of the
+ * entry's initramfs. This is how the system itself finds its verity devices, so when any boot entry names one, these
+ * targets are the image's targets and the other discovery rules (targets.ts) are a fallback only.
  *
- * Read so far: Boot Loader Specification entries (`/loader/entries/*.conf`, also under `/boot`) on every ext4
- * partition. A command line's root hash is a claim by the image, labelled with the entry it came from.
+ * Boot entries come from every ext4 and FAT partition:
+ * - GRUB configurations (boot/grub.ts interprets them; nothing is executed), started where firmware or a distribution
+ *   puts them: the ESP's stub (`/EFI/<vendor>/grub.cfg`, `/boot/grub2/grub.cfg` as Mariner's ESP has it), then any
+ *   `grub2/grub.cfg` or `grub/grub.cfg` not already reached through a `configfile`;
+ * - Boot Loader Specification entries (`/loader/entries/*.conf`, also under `/boot`);
+ * - unified kernel images (`/EFI/Linux/*.efi` with their add-ons, boot/uki.ts).
+ *
+ * A root hash read this way is a claim by the image, labelled with the entry and file it came from.
  */
-import { fromHex } from '../binary/bytes.js';
+import { fromHex, toHex } from '../binary/bytes.js';
 import { readBlsEntries } from '../boot/bls.js';
-import { type DeviceSpec, type VerityTargetSpec, verityTargetsFromCmdline } from '../boot/cmdline.js';
+import { type DeviceSpec, type InitramfsFile, type VerityTargetSpec, verityTargetsFromCmdline } from '../boot/cmdline.js';
+import { normaliseCpioName } from '../boot/cpio.js';
+import { type BootFile, type GrubHost, interpretGrubConfig, type SearchKind } from '../boot/grub.js';
+import { readInitramfs } from '../boot/initramfs.js';
+import { readUkis } from '../boot/uki.js';
 import { VerityError } from '../errors.js';
 import { superblockParams } from '../format/options.js';
 import { openExt4 } from '../fs/ext4.js';
+import { openFat } from '../fs/fat.js';
 import type { Volume } from '../fs/volume.js';
 import { describePartition, partitionSource, type GptPartition } from '../image/gpt.js';
-import type { ByteSource } from '../io/source.js';
+import { bytesSource, type ByteSource } from '../io/source.js';
 import { planTree } from '../tree/plan.js';
 import { type DeviceIdentity, resolveDevice } from './devices.js';
 import { superblockAt } from './survey.js';
-import type { VerityTarget } from './targets.js';
+import type { RootHashClaim, UnresolvedTarget, VerityTarget } from './targets.js';
+
+/** A file on a partition of the image. */
+export interface PartitionFile {
+  partition: GptPartition;
+  path: string;
+}
 
 /** One boot entry and its kernel command line. */
 export interface BootEntry {
-  loader: 'bls';
-  /** Where it was read, as `#2 "boot":/loader/entries/azl.conf`. */
+  loader: 'grub' | 'bls' | 'uki';
+  /** Where it is defined: `#2 "BootA":/grub2/grub.cfg, menu entry "CBL-Mariner"`, a BLS file, a UKI and its add-ons. */
   where: string;
   title: string;
   cmdline: string;
-  /** The partition the entry is on (its kernel and initramfs paths are relative to it). */
-  partition: GptPartition;
-  initrds: string[];
+  /** The initramfs files it loads, in order (later ones are unpacked over earlier ones). */
+  initrds: PartitionFile[];
+  /** A GRUB recovery or rescue entry: listed, but not a source of targets. */
+  recovery: boolean;
 }
 
 export interface BootSearch {
   entries: BootEntry[];
   /** What was looked at. */
   searched: string[];
-  /** Entries and keys that could not be read or resolved, one sentence each. */
+  /** Entries and files that could not be read or resolved, one sentence each. */
   problems: string[];
 }
 
 const BLS_DIRS = ['/loader/entries', '/boot/loader/entries'];
+/** Where GRUB's configuration is, on an ESP (after `/EFI/<vendor>/`) and on a boot or root partition. */
+const GRUB_FILES = ['/boot/grub2/grub.cfg', '/boot/grub/grub.cfg', '/grub2/grub.cfg', '/grub/grub.cfg'];
+/** Vendor directories of `/EFI` looked into for a grub.cfg. */
+const MAX_EFI_VENDORS = 64;
 
-/** The boot entries on the ext4 partitions of the image. */
-export async function findBootEntries(disk: ByteSource, devices: readonly DeviceIdentity[]): Promise<BootSearch> {
-  const out: BootSearch = { entries: [], searched: [], problems: [] };
-  let volumes = 0;
-  for (const device of devices) {
-    if (device.filesystem?.type !== 'ext4') continue;
-    const name = `#${device.partition.index} "${device.partition.name}"`;
-    let volume: Volume;
+/** `#2 "BootA":/grub2/grub.cfg` */
+export function placeOf(file: PartitionFile): string {
+  return `#${file.partition.index} "${file.partition.name}":${file.path}`;
+}
+
+/**
+ * The filesystems of the image's partitions, opened on demand, once; also GRUB's view of them: partition N of the
+ * disk is GRUB's device `hd0,gptN`.
+ */
+class DiskVolumes implements GrubHost {
+  private readonly opened = new Map<number, Promise<Volume | null>>();
+  readonly problems: string[] = [];
+
+  constructor(
+    private readonly disk: ByteSource,
+    readonly devices: readonly DeviceIdentity[],
+  ) {}
+
+  /** The partitions with a filesystem this module reads, FAT (ESPs) first: firmware starts there. */
+  get readable(): DeviceIdentity[] {
+    const rank = (d: DeviceIdentity) => (d.filesystem?.type === 'vfat' ? 0 : 1);
+    return this.devices.filter((d) => d.filesystem?.type === 'vfat' || d.filesystem?.type === 'ext4').sort((a, b) => rank(a) - rank(b));
+  }
+
+  deviceName(partition: GptPartition): string {
+    return `hd0,gpt${partition.index}`;
+  }
+
+  deviceOf(name: string): DeviceIdentity | null {
+    const m = /^hd0,(?:gpt)?(\d+)$/.exec(name);
+    return m ? (this.devices.find((d) => d.partition.index === Number(m[1])) ?? null) : null;
+  }
+
+  volume(device: DeviceIdentity): Promise<Volume | null> {
+    const index = device.partition.index;
+    let v = this.opened.get(index);
+    if (!v) {
+      v = this.open(device);
+      this.opened.set(index, v);
+    }
+    return v;
+  }
+
+  private async open(device: DeviceIdentity): Promise<Volume | null> {
+    const source = partitionSource(this.disk, device.partition);
     try {
-      volume = await openExt4(partitionSource(disk, device.partition));
+      if (device.filesystem?.type === 'ext4') return await openExt4(source);
+      if (device.filesystem?.type === 'vfat') return await openFat(source);
+      return null;
     } catch (e) {
       if (!(e instanceof VerityError) || e.code === 'E_INTERNAL') throw e;
-      out.problems.push(`${name}: its ext4 filesystem cannot be read (${e.message})`);
-      continue;
+      this.problems.push(`${describePartition(device.partition)}: its ${device.filesystem?.type} filesystem cannot be read (${e.message})`);
+      return null;
     }
-    volumes++;
+  }
+
+  async openVolume(name: string): Promise<Volume | null> {
+    const device = this.deviceOf(name);
+    return device ? this.volume(device) : null;
+  }
+
+  async search(kind: SearchKind, value: string): Promise<string | null> {
+    for (const d of this.readable) {
+      const fs = d.filesystem!;
+      const hit =
+        kind === 'fs-uuid'
+          ? fs.uuid.toLowerCase() === value.toLowerCase()
+          : kind === 'label'
+            ? fs.label === value
+            : (await (await this.volume(d))?.open(value)) != null;
+      if (hit) return this.deviceName(d.partition);
+    }
+    return null;
+  }
+
+  /** `file` of GRUB's device `file.device`, or null when it is not a partition of this disk. */
+  fileOf(file: BootFile): PartitionFile | null {
+    const device = this.deviceOf(file.device);
+    return device ? { partition: device.partition, path: file.path } : null;
+  }
+}
+
+/** The boot entries of the image: GRUB menus, BLS entries and UKIs on its ext4 and FAT partitions. */
+export async function findBootEntries(disk: ByteSource, devices: readonly DeviceIdentity[]): Promise<BootSearch> {
+  const volumes = new DiskVolumes(disk, devices);
+  const out: BootSearch = { entries: [], searched: [], problems: volumes.problems };
+  const seen = new Set<string>();
+  const add = (e: BootEntry) => {
+    const key = `${e.loader}\n${e.where}\n${e.cmdline}\n${e.initrds.map(placeOf).join('\n')}`;
+    if (seen.has(key)) return;
+    seen.add(key);
+    out.entries.push(e);
+  };
+  const readable = volumes.readable;
+  const counts = { grub: 0, bls: 0, uki: 0, opened: 0 };
+  const grubStarts: string[] = [];
+  // Configuration files that defined entries already listed: a grub.cfg reached through the ESP's `configfile` is
+  // not interpreted again on its own.
+  const grubSources = new Set<string>();
+  for (const device of readable) {
+    const volume = await volumes.volume(device);
+    if (!volume) continue;
+    counts.opened++;
+    const part = device.partition;
+    const name = `#${part.index} "${part.name}"`;
+
+    for (const path of await grubCandidates(volume)) {
+      const start: BootFile = { device: volumes.deviceName(part), path };
+      if (grubSources.has(`${start.device}:${path}`)) continue;
+      grubStarts.push(`${name}:${path}`);
+      const result = await interpretGrubConfig(start, volumes);
+      for (const p of result.problems) {
+        const at = p.file ? volumes.fileOf(p.file) : null;
+        out.problems.push(`${at ? placeOf(at) : name}${p.line !== null ? ` line ${p.line}` : ''}: ${p.message}`);
+      }
+      for (const e of result.entries) {
+        grubSources.add(`${e.source.device}:${e.source.path}`);
+        const source = volumes.fileOf(e.source);
+        const initrds: PartitionFile[] = [];
+        for (const f of e.initrds) {
+          const file = volumes.fileOf(f);
+          if (file) initrds.push(file);
+          else out.problems.push(`${e.title}: initrd (${f.device})${f.path} is not on a partition of this disk`);
+        }
+        counts.grub++;
+        add({
+          loader: 'grub',
+          where: `${source ? placeOf(source) : `(${e.source.device})${e.source.path}`}${e.title ? `, menu entry "${[...e.menuPath, e.title].join(' > ')}"` : ''}`,
+          title: e.title,
+          cmdline: e.cmdline,
+          initrds,
+          recovery: e.recovery,
+        });
+      }
+    }
+
     for (const dir of BLS_DIRS) {
       const { entries, problems } = await readBlsEntries(volume, dir);
       out.problems.push(...problems.map((p) => `${name}: ${p}`));
       for (const e of entries) {
-        out.entries.push({
+        counts.bls++;
+        add({
           loader: 'bls',
-          where: `${name}:${dir}/${e.fileName}`,
+          where: placeOf({ partition: part, path: `${dir}/${e.fileName}` }),
           title: e.title ?? e.id,
           cmdline: e.options,
-          partition: device.partition,
-          initrds: e.initrds,
+          initrds: e.initrds.map((path) => ({ partition: part, path })),
+          recovery: false,
+        });
+      }
+    }
+
+    if ((await volume.list('/EFI/Linux')) !== null) {
+      const { entries, problems } = await readUkis(volume);
+      out.problems.push(...problems.map((p) => `${name}: ${p}`));
+      for (const e of entries) {
+        counts.uki++;
+        const addons = e.addons.filter((a) => a.cmdline !== null).map((a) => a.path);
+        add({
+          loader: 'uki',
+          where: `${placeOf({ partition: part, path: e.path })}${addons.length > 0 ? ` with add-on${addons.length > 1 ? 's' : ''} ${addons.join(', ')}` : ''}`,
+          title: e.title,
+          cmdline: e.cmdline,
+          // The UKI's own .initrd section is not read: the verity keys it needs are on its command line.
+          initrds: [],
+          recovery: false,
         });
       }
     }
   }
-  out.searched.push(`${volumes} ext4 filesystems for Boot Loader Specification entries (${BLS_DIRS.join(', ')}): ${out.entries.length} found`);
+  out.searched.push(
+    `${counts.opened} filesystems (ext4 and FAT) for boot entries: ` +
+      `GRUB configurations (${grubStarts.length > 0 ? grubStarts.join(', ') : 'none'}): ${counts.grub} entries; ` +
+      `Boot Loader Specification entries (${BLS_DIRS.join(', ')}): ${counts.bls}; unified kernel images (/EFI/Linux): ${counts.uki}`,
+  );
   return out;
 }
 
+/** The GRUB configurations of a volume, in the order firmware would reach them. */
+async function grubCandidates(volume: Volume): Promise<string[]> {
+  const paths: string[] = [];
+  const vendors = (await volume.list('/EFI')) ?? [];
+  for (const v of vendors.filter((e) => e.kind === 'directory').slice(0, MAX_EFI_VENDORS)) paths.push(`/EFI/${v.name}/grub.cfg`);
+  paths.push(...GRUB_FILES);
+  const found: string[] = [];
+  for (const p of paths) if ((await volume.open(p)) !== null) found.push(p);
+  return found;
+}
+
 /**
- * The targets the entries' command lines name, resolved to partitions, each once (entries that repeat a target add
- * their place to its `from`). Targets that cannot be resolved become problems.
+ * The targets the entries' command lines name, resolved to partitions or initramfs files, each once (entries that
+ * repeat a target add their place to its `from`). A target that cannot be resolved is `unresolved`: the image says it
+ * is protected, and it cannot be checked. Recovery entries are not used.
  */
 export async function bootTargets(
   disk: ByteSource,
   entries: readonly BootEntry[],
   devices: readonly DeviceIdentity[],
   problems: string[],
-): Promise<VerityTarget[]> {
+): Promise<{ targets: VerityTarget[]; unresolved: UnresolvedTarget[] }> {
   const byKey = new Map<string, VerityTarget>();
+  const unresolved = new Map<string, UnresolvedTarget>();
   for (const entry of entries) {
+    if (entry.recovery) continue;
     const verity = verityTargetsFromCmdline(entry.cmdline);
     problems.push(...verity.problems.map((p) => `${entry.where}: ${p}`));
     for (const spec of verity.targets) {
-      const found = await resolveTarget(disk, entry, spec, devices);
+      let found: VerityTarget | { problem: string };
+      try {
+        found = await resolveTarget(disk, entry, spec, devices);
+      } catch (e) {
+        if (!(e instanceof VerityError) || e.code === 'E_INTERNAL') throw e;
+        found = { problem: e.message };
+      }
       if ('problem' in found) {
-        problems.push(`${entry.where}: ${spec.name}: ${found.problem}`);
+        const key = `${spec.name}\n${found.problem}`;
+        const seen = unresolved.get(key);
+        if (seen) seen.from += `, ${entry.where}`;
+        else unresolved.set(key, { name: spec.name, from: entry.where, reason: found.problem });
         continue;
       }
-      const t = found.target;
-      const key = `${t.dataPartition!.index}:${t.hashPartition!.index}:${t.hashOffset}:${spec.name}:${'hex' in spec.rootHash ? spec.rootHash.hex : ''}`;
+      const key = [found.dataPartition?.index, found.hashPartition?.index, found.hashFile, found.hashOffset, spec.name, toHex(found.claim!.bytes)].join(':');
       const seen = byKey.get(key);
-      if (seen) seen.claim!.from += `, ${entry.where}`;
-      else byKey.set(key, t);
+      if (seen) seen.claim!.from += `; also ${entry.where}`;
+      else byKey.set(key, found);
     }
   }
-  return [...byKey.values()];
+  const targets = [...byKey.values()];
+  // A/B images set up the same device name in each slot: the data partition tells the slots apart.
+  const shared = targets.filter((t) => targets.some((o) => o !== t && o.name === t.name));
+  for (const t of shared) t.name = `${t.name} on "${t.dataPartition!.name}"`;
+  return { targets, unresolved: [...unresolved.values()] };
+}
+
+function isInitramfsFile(x: object | null | undefined): x is InitramfsFile {
+  return x != null && 'initramfsPath' in x;
+}
+
+/** The initramfs files a target names (hash tree, root hash, signature), read from the entry's initrds. */
+async function initramfsFiles(entry: BootEntry, disk: ByteSource, paths: string[]): Promise<Map<string, { bytes: Uint8Array; initrd: PartitionFile }>> {
+  const found = new Map<string, { bytes: Uint8Array; initrd: PartitionFile }>();
+  if (paths.length === 0) return found;
+  if (entry.initrds.length === 0) throw new VerityError('E_NO_FILE', `the entry loads no initramfs, and ${paths.join(', ')} would be in it`);
+  const wanted = new Set(paths.map(normaliseCpioName));
+  // The kernel unpacks the initrds in order into one tree: a later file replaces an earlier one of the same name.
+  for (const initrd of entry.initrds) {
+    const volume = await volumeAt(disk, initrd.partition);
+    const source = volume ? await volume.open(initrd.path) : null;
+    if (!source) throw new VerityError('E_NO_FILE', `its initramfs ${placeOf(initrd)} does not exist`);
+    let files: Map<string, Uint8Array>;
+    try {
+      files = (await readInitramfs(source, { wanted: (n) => wanted.has(n) })).files;
+    } catch (e) {
+      if (!(e instanceof VerityError) || e.code === 'E_INTERNAL') throw e;
+      throw new VerityError(e.code, `its initramfs ${placeOf(initrd)} cannot be read: ${e.message}`, { data: e.data });
+    }
+    for (const [name, bytes] of files) found.set(name, { bytes, initrd });
+  }
+  return found;
+}
+
+async function volumeAt(disk: ByteSource, partition: GptPartition): Promise<Volume | null> {
+  const source = partitionSource(disk, partition);
+  try {
+    return await openExt4(source);
+  } catch (e) {
+    if (!(e instanceof VerityError) || e.code === 'E_INTERNAL') throw e;
+    return await openFat(source);
+  }
 }
 
 async function resolveTarget(
@@ -113,40 +341,77 @@ async function resolveTarget(
   entry: BootEntry,
   spec: VerityTargetSpec,
   devices: readonly DeviceIdentity[],
-): Promise<{ target: VerityTarget } | { problem: string }> {
-  if (!('hex' in spec.rootHash) || !isDevice(spec.hash)) {
-    return { problem: 'its hash tree or root hash is a file in the initramfs, which this version does not read yet' };
-  }
+): Promise<VerityTarget | { problem: string }> {
+  const cmdline = `the kernel command line of ${entry.where}`;
   const data = resolveDevice(spec.data, devices);
   if ('problem' in data) return { problem: `data device: ${data.problem}` };
-  const hashDevice = resolveDevice(spec.hash, devices);
-  if ('problem' in hashDevice) return { problem: `hash device: ${hashDevice.problem}` };
-  const hashOffset = spec.hashOffset ?? 0;
-  const hash = partitionSource(disk, hashDevice.device.partition);
-  const superblock = await superblockAt(hash, hashOffset);
-  if (!superblock) {
-    return { problem: `${spec.hash.raw} has no verity superblock at byte ${hashOffset}` };
-  }
-  const dataPartition = data.device.partition;
-  const hashPartition = hashDevice.device.partition;
-  return {
-    target: {
-      name: spec.name,
-      via: 'boot-entry',
-      data: partitionSource(disk, dataPartition),
-      hash,
-      dataPartition,
-      hashPartition,
-      hashOffset,
-      tree: planTree(superblockParams(superblock, hashOffset)),
-      claim: { bytes: fromHex(spec.rootHash.hex, 'root hash'), from: `the kernel command line of ${entry.where}` },
-      description:
-        `data ${describePartition(dataPartition)} (${spec.data.raw}); hash ${describePartition(hashPartition)} ` +
-        `(${spec.hash.raw}${hashOffset > 0 ? `, superblock at byte ${hashOffset}` : ''}), ${spec.style} keys of "${entry.title}"`,
-    },
-  };
-}
 
-function isDevice(x: DeviceSpec | { initramfsPath: string }): x is DeviceSpec {
-  return 'kind' in x;
+  const inInitramfs = [spec.hash, spec.rootHash, spec.signature].filter(isInitramfsFile).map((f) => f.initramfsPath);
+  const files = await initramfsFiles(entry, disk, inInitramfs);
+  const fileOf = (f: InitramfsFile) => files.get(normaliseCpioName(f.initramfsPath)) ?? null;
+  const describeFile = (f: InitramfsFile, initrd: PartitionFile) => `initramfs file ${f.initramfsPath} in ${placeOf(initrd)}`;
+  const missing = (f: InitramfsFile, what: string) =>
+    ({ problem: `its ${what} ${f.initramfsPath} is not in its initramfs (${entry.initrds.map(placeOf).join(', ')})` }) as const;
+
+  let hash: ByteSource;
+  let hashPartition: GptPartition | null = null;
+  let hashFile: string | null = null;
+  let hashText: string;
+  const hashOffset = spec.hashOffset ?? 0;
+  if (isInitramfsFile(spec.hash)) {
+    const file = fileOf(spec.hash);
+    if (!file) return missing(spec.hash, 'hash tree');
+    hash = bytesSource(file.bytes);
+    hashFile = describeFile(spec.hash, file.initrd);
+    hashText = hashFile;
+  } else {
+    const hashDevice = resolveDevice(spec.hash, devices);
+    if ('problem' in hashDevice) return { problem: `hash device: ${hashDevice.problem}` };
+    hashPartition = hashDevice.device.partition;
+    hash = partitionSource(disk, hashPartition);
+    hashText = `${describePartition(hashPartition)} (${spec.hash.raw}${hashOffset > 0 ? `, superblock at byte ${hashOffset}` : ''})`;
+  }
+  const superblock = await superblockAt(hash, hashOffset);
+  if (!superblock) return { problem: `${hashFile ?? (spec.hash as DeviceSpec).raw} has no verity superblock at byte ${hashOffset}` };
+
+  let claim: RootHashClaim;
+  if (isInitramfsFile(spec.rootHash)) {
+    const file = fileOf(spec.rootHash);
+    if (!file) return missing(spec.rootHash, 'root hash file');
+    const text = new TextDecoder('latin1').decode(file.bytes).trim();
+    if (!/^(?:[0-9a-fA-F]{2})+$/.test(text)) {
+      return { problem: `its root hash file ${spec.rootHash.initramfsPath} does not hold a hex root hash (${JSON.stringify(text.slice(0, 80))})` };
+    }
+    claim = { bytes: fromHex(text, 'root hash'), from: `${describeFile(spec.rootHash, file.initrd)}, named by ${cmdline}` };
+  } else {
+    claim = { bytes: fromHex(spec.rootHash.hex, 'root hash'), from: cmdline };
+  }
+  if (spec.signature) {
+    const sig = spec.signature;
+    if (isInitramfsFile(sig)) {
+      const file = fileOf(sig);
+      claim.signature = file
+        ? `a signature in ${describeFile(sig, file.initrd)} (not checked)`
+        : `a signature ${sig.initramfsPath} that is not in the initramfs`;
+    } else {
+      claim.signature = 'path' in sig ? `a signature at ${sig.path} on the running system (not checked)` : 'an inline signature (not checked)';
+    }
+  }
+
+  const dataPartition = data.device.partition;
+  return {
+    name: spec.name,
+    via: 'boot-entry',
+    data: partitionSource(disk, dataPartition),
+    hash,
+    dataPartition,
+    hashPartition,
+    hashFile,
+    hashOffset,
+    tree: planTree(superblockParams(superblock, hashOffset)),
+    claim,
+    description:
+      `data ${describePartition(dataPartition)} (${spec.data.raw}); hash ${hashText}, ${spec.style} keys of "${entry.title}"` +
+      (spec.fec ? `; FEC ${isInitramfsFile(spec.fec.device) ? spec.fec.device.initramfsPath : (spec.fec.device?.raw ?? '?')} with ${spec.fec.roots ?? '?'} roots (not used)` : ''),
+  };
 }

@@ -9,6 +9,8 @@
  * without regard to case (blkid prints lower case, users type either); labels compare exactly.
  */
 import type { DeviceSpec } from '../boot/cmdline.js';
+import { VerityError } from '../errors.js';
+import { openFat } from '../fs/fat.js';
 import { EXT4_MAGIC, EXT4_SUPERBLOCK, EROFS_MAGIC, EROFS_SUPERBLOCK, FILESYSTEM_PROBE_BYTES, FS_SUPERBLOCK_OFFSET } from '../image/filesystems.js';
 import { describePartition, partitionSource, type GptPartition, type GptTable } from '../image/gpt.js';
 import { readExactly, type ByteSource } from '../io/source.js';
@@ -17,8 +19,11 @@ import { superblockAt } from './survey.js';
 /** What a partition is known by. */
 export interface DeviceIdentity {
   partition: GptPartition;
-  /** The filesystem at its start, with its UUID and label as blkid gives them; null when none is recognised. */
-  filesystem: { type: 'ext4' | 'erofs'; uuid: string; label: string } | null;
+  /**
+   * The filesystem at its start, with its UUID and label as blkid gives them (a FAT volume id as `ABCD-EF01`); null
+   * when none is recognised.
+   */
+  filesystem: { type: 'ext4' | 'erofs' | 'vfat'; uuid: string; label: string } | null;
   /** The UUID in the verity superblock at its start, or null. */
   verityUuid: string | null;
 }
@@ -45,7 +50,14 @@ async function filesystemIdentity(source: ByteSource): Promise<DeviceIdentity['f
   if (erofs.magic === EROFS_MAGIC) {
     return { type: 'erofs', uuid: erofs.uuid, label: trimLabel(new TextDecoder('latin1').decode(erofs.volumeName)) };
   }
-  return null;
+  // FAT has no magic number: a boot sector whose parameters hold together, and a root directory that reads, is one.
+  try {
+    const fat = await openFat(source);
+    return { type: 'vfat', uuid: fat.uuid, label: fat.label };
+  } catch (e) {
+    if (e instanceof VerityError && e.code !== 'E_INTERNAL') return null;
+    throw e;
+  }
 }
 
 /** A fixed-size label field: up to its first NUL. */

@@ -3,7 +3,7 @@
  * where its root hash would come from. Sources, most specific first:
  *
  * - the boot configuration (boot.ts): the targets the kernel command lines of its boot entries set up, with their
- *   root hashes. When it names any, it is the only source: it is what the system itself does.
+ *   root hashes. When it names any that can be checked, it is the only source: it is what the system itself does.
  * - Discoverable Partitions pairs (`root-x86-64` with `root-x86-64-verity`, …). A hash partition is paired with the
  *   data partition whose UUID the root hash of its stored tree gives, as systemd does (UAPI Discoverable Partitions
  *   Specification, "Partition UUIDs"); that root hash is then the image's claim. Without such a match, a hash
@@ -33,6 +33,16 @@ export interface RootHashClaim {
   bytes: Uint8Array;
   /** Where it was found, e.g. "the UUIDs of partitions #1 and #2 (systemd's convention)". */
   from: string;
+  /** A signature of the root hash the image names, and whether it was checked. */
+  signature?: string;
+}
+
+/** A target the boot configuration declares that cannot be checked: its devices or files are missing or unreadable. */
+export interface UnresolvedTarget {
+  name: string;
+  /** The boot entries that declare it. */
+  from: string;
+  reason: string;
 }
 
 export interface VerityTarget {
@@ -41,9 +51,11 @@ export interface VerityTarget {
   via: 'boot-entry' | 'dps' | 'after-filesystem' | 'superblock-partition';
   data: ByteSource;
   hash: ByteSource;
-  /** The partitions holding them (null: the whole image). */
+  /** The partitions holding them (null: the whole image, or for the hash, a file). */
   dataPartition: GptPartition | null;
   hashPartition: GptPartition | null;
+  /** A hash tree read from a file inside the image (an initramfs), said readably; null when it is a partition. */
+  hashFile: string | null;
   /** Where the superblock is in `hash`. */
   hashOffset: number;
   /** The tree its superblock describes. */
@@ -60,6 +72,8 @@ export interface TargetSearch {
   searched: string[];
   /** Pairs that could not be settled, each with its reason. */
   skipped: string[];
+  /** Targets the boot configuration declares that cannot be checked. */
+  unresolved: UnresolvedTarget[];
 }
 
 /**
@@ -69,14 +83,17 @@ export interface TargetSearch {
  */
 export async function findTargets(disk: ByteSource, isGpt: boolean, engine: HashEngine, hint?: Uint8Array): Promise<TargetSearch> {
   const survey = await surveyImage(disk, isGpt);
-  const out: TargetSearch = { targets: [], searched: [], skipped: [] };
+  const out: TargetSearch = { targets: [], searched: [], skipped: [], unresolved: [] };
   const table = survey.gpt;
   if (table) {
-    // The boot configuration first: what the system itself sets up. The other rules only when it names nothing.
+    // The boot configuration first: what the system itself sets up. The other rules only when it names nothing
+    // that can be checked (what it names and cannot be checked stays in the report).
     const devices = await identifyPartitions(disk, table);
     const boot = await findBootEntries(disk, devices);
     out.searched.push(...boot.searched);
-    out.targets.push(...(await bootTargets(disk, boot.entries, devices, boot.problems)));
+    const { targets, unresolved } = await bootTargets(disk, boot.entries, devices, boot.problems);
+    out.targets.push(...targets);
+    out.unresolved.push(...unresolved);
     out.skipped.push(...boot.problems);
     if (out.targets.length > 0) return out;
   }
@@ -98,6 +115,7 @@ export async function findTargets(disk: ByteSource, isGpt: boolean, engine: Hash
         hash: volume,
         dataPartition: p,
         hashPartition: p,
+        hashFile: null,
         hashOffset: s.offset,
         tree,
         claim: null,
@@ -121,6 +139,7 @@ export async function findTargets(disk: ByteSource, isGpt: boolean, engine: Hash
         hash: partitionSource(disk, hashPart),
         dataPartition: before,
         hashPartition: hashPart,
+        hashFile: null,
         hashOffset: 0,
         tree,
         claim: null,
@@ -190,6 +209,7 @@ async function dpsTargets(
       hash,
       dataPartition: chosen.data,
       hashPartition: hashPart,
+      hashFile: null,
       hashOffset: 0,
       tree,
       claim: claimed

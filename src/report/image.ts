@@ -4,6 +4,7 @@
  */
 import { toHex } from '../binary/bytes.js';
 import type { VerityParams } from '../format/params.js';
+import type { UnresolvedTarget } from '../discovery/targets.js';
 import type { VerifyResult, VerifyStatus } from '../tree/verify.js';
 import { SCHEMA_VERSION, verifyJson } from './json.js';
 import { renderVerify } from './text.js';
@@ -14,6 +15,8 @@ export interface RootHashSource {
   from: string;
   /** True only for a root hash the user gave: one the image declares about itself proves nothing. */
   authenticated: boolean;
+  /** A signature the image has for it, and that it was not checked. */
+  signature?: string;
 }
 
 /** One verified target. */
@@ -34,10 +37,13 @@ export interface TargetOutcome extends VerifyResult {
   warnings: string[];
 }
 
-export type ImageStatus = VerifyStatus | 'no-verity';
+export type ImageStatus = VerifyStatus | 'no-verity' | 'unresolved';
 
 export interface ImageOutcome {
-  /** The worst of the targets' (`root-mismatch` over `corrupt` over `ok`), or `no-verity` when there are none. */
+  /**
+   * The worst of the targets' (`unresolved` when any declared target cannot be checked, then `root-mismatch`, then
+   * `corrupt`, then `ok`), or `no-verity` when the image declares none.
+   */
   status: ImageStatus;
   image: { address: string; layers: string[] };
   targets: TargetOutcome[];
@@ -45,6 +51,8 @@ export interface ImageOutcome {
   searched: string[];
   /** Candidate pairs left out, each with its reason. */
   skipped: string[];
+  /** Targets the boot configuration declares that cannot be checked. */
+  unresolved: UnresolvedTarget[];
   /** Why nothing was verified although targets exist (a root hash that none of several targets declares). */
   note: string | null;
 }
@@ -53,13 +61,24 @@ function label(t: TargetOutcome): string {
   const root = toHex(t.expectedRoot);
   return t.rootHash.authenticated
     ? `root hash ${root} (given by the user)`
-    : `root hash ${root} from ${t.rootHash.from}; NOT AUTHENTICATED: the image vouches for itself`;
+    : `root hash ${root} from ${t.rootHash.from}; NOT AUTHENTICATED: the image vouches for itself` +
+        (t.rootHash.signature ? `; it has ${t.rootHash.signature}` : '');
+}
+
+function unresolvedLines(r: ImageOutcome): string[] {
+  return r.unresolved.map((u) => `Target ${u.name} CANNOT BE CHECKED: ${u.reason} (declared by ${u.from}).`);
 }
 
 /** The text report: one block per target, then what was searched when nothing was found. */
 export function renderImageVerify(r: ImageOutcome): string {
   const lines: string[] = [];
   const n = r.targets.length;
+  if (r.targets.length === 0 && r.unresolved.length > 0) {
+    lines.push(`${r.image.address}: the boot configuration declares dm-verity targets, and none can be checked.`);
+    for (const u of unresolvedLines(r)) lines.push('', u);
+    for (const s of r.skipped) lines.push('', `Left out: ${s}.`);
+    return lines.join('\n') + '\n';
+  }
   if (r.status === 'no-verity') {
     lines.push(`No dm-verity target found in ${r.image.address}. Searched:`);
     for (const s of r.searched) lines.push(`  ${s}`);
@@ -67,7 +86,8 @@ export function renderImageVerify(r: ImageOutcome): string {
     return lines.join('\n') + '\n';
   }
   if (r.note !== null) return `${r.note}\n`;
-  lines.push(`${r.image.address}: ${n} dm-verity target${n === 1 ? '' : 's'}.`);
+  const u = r.unresolved.length;
+  lines.push(`${r.image.address}: ${n} dm-verity target${n === 1 ? '' : 's'}${u > 0 ? `, and ${u} more that cannot be checked` : ''}.`);
   for (const t of r.targets) {
     lines.push('', `Target ${t.name}: data ${t.dataAddress}, hash ${t.hashAddress}${t.hashOffset > 0 ? ` at byte ${t.hashOffset}` : ''}`);
     lines.push(`  ${t.description}`);
@@ -75,6 +95,7 @@ export function renderImageVerify(r: ImageOutcome): string {
     for (const w of t.warnings) lines.push(`  warning: ${w}`);
     lines.push(...renderVerify(t, t.params).trimEnd().split('\n').map((l) => `  ${l}`));
   }
+  for (const line of unresolvedLines(r)) lines.push('', line);
   for (const s of r.skipped) lines.push('', `Left out: ${s}.`);
   return lines.join('\n') + '\n';
 }
@@ -99,9 +120,15 @@ export function imageVerifyJson(r: ImageOutcome, exitCode: number, exitFor: (s: 
         description: t.description,
         ...doc,
         hash: { ...doc.hash, offset: t.hashOffset },
-        rootHash: { ...doc.rootHash, from: t.rootHash.from, authenticated: t.rootHash.authenticated },
+        rootHash: {
+          ...doc.rootHash,
+          from: t.rootHash.from,
+          authenticated: t.rootHash.authenticated,
+          signature: t.rootHash.signature ?? null,
+        },
       };
     }),
+    unresolved: r.unresolved,
     searched: r.searched,
     skipped: r.skipped,
     note: r.note,

@@ -1,7 +1,8 @@
 /**
- * The Mariner/EFLOW-style disks of test/support/os-images.ts, checked with the producers' own tools and with explicit
- * operands: the layout the boot-configuration discovery will have to find (issue #12) is the one the distribution
- * builds. Each slot's tree and root hash are taken out of its initramfs with cpio, as the dracut module would.
+ * The OS disks of test/support/os-images.ts (Mariner/EFLOW, Azure Linux image customizer, OS Guard), checked first
+ * with the producers' own tools and explicit operands (each Mariner slot's tree and root hash taken out of its
+ * initramfs with cpio, as the dracut module would), then with the image as the only operand: the targets come from
+ * the boot configuration, as the booting system finds them.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -85,23 +86,116 @@ describe.skipIf(SKIP !== '')(`a Mariner/EFLOW-style disk${SKIP}`, () => {
     }
   });
 
-  it('has no verity superblock or DPS type anywhere on the disk itself: the image alone is no-verity today', async () => {
-    // Everything is in the initramfs: only the boot configuration leads to it (issue #12).
-    const r = await runCaptured(['verify', disk.vhdx, '--json']);
-    expect(r.code).toBe(5);
-    expect(JSON.parse(r.stdout).searched).toContain('a GPT with 8 partitions (DPS verity types: 0)');
+  it('has no verity superblock or DPS type on the disk itself: only the boot configuration leads to the trees', async () => {
+    const r = await runCaptured(['inspect', disk.raw]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('No verity superblock found.');
+  });
+
+  it('the image alone: each slot from its own grub.cfg and initramfs, the root hash file as a claim, damage only in B', async () => {
+    const zip = join(work, 'eflow.zip');
+    spawnSync('zip', ['-q', '-6', '-j', zip, disk.vhdx]);
+    for (const image of [disk.raw, disk.vhdx, `${zip}::eflow.vhdx`]) {
+      const r = await runCaptured(['verify', image, '--json']);
+      expect(r.code, r.stderr).toBe(2);
+      const j = JSON.parse(r.stdout);
+      expect(j.status).toBe('corrupt');
+      expect(j.targets).toHaveLength(2);
+      for (const [i, slot] of disk.slots.entries()) {
+        const t = j.targets[i];
+        const boot = `#${slot.partitions.boot} "Boot${slot.name}"`;
+        expect(t).toMatchObject({
+          name: `verity-verity_root_fs on "RootFS ${slot.name}"`,
+          via: 'boot-entry',
+          status: slot.name === 'A' ? 'ok' : 'corrupt',
+          data: { path: `${image}::${slot.partitions.root}` },
+          hash: { path: `initramfs file /verity-verity_root_fs.hashtree in ${boot}:/initrd.img-${disk.kernelVersion}` },
+          rootHash: {
+            expected: slot.rootHash,
+            matches: true,
+            authenticated: false,
+            from:
+              `initramfs file /verity-verity_root_fs.roothash in ${boot}:/initrd.img-${disk.kernelVersion}, named by the ` +
+              `kernel command line of ${boot}:/grub2/grub.cfg, menu entry "CBL-Mariner"`,
+          },
+        });
+        expect(t.data.corrupt.map((c: { first: number }) => c.first)).toEqual(slot.name === 'A' ? [] : [100, 2000]);
+      }
+    }
+    const text = await runCaptured(['verify', disk.vhdx]);
+    expect(text.stdout).toContain('NOT AUTHENTICATED: the image vouches for itself');
+    expect(text.stdout).toContain('block 2000 at data bytes 8192000-8196095');
+  });
+
+  it("a root hash given by the user picks the slot that declares it, authenticated; one no slot declares is exit 3", async () => {
+    const [a] = disk.slots;
+    const r = await runCaptured(['verify', disk.vhdx, a!.rootHash, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.targets.map((t: { name: string }) => t.name)).toEqual(['verity-verity_root_fs on "RootFS A"']);
+    expect(j.targets[0].rootHash).toMatchObject({ authenticated: true, from: 'given by the user' });
+    const none = await runCaptured(['verify', disk.raw, 'ef'.repeat(32), '--json']);
+    expect(none.code).toBe(3);
+    expect(JSON.parse(none.stdout).note).toMatch(/declares no target with root hash (ef)+/);
+  });
+
+  it('a wrong root hash file in slot B: B is a root mismatch (exit 3), A still verifies', async () => {
+    const wrong = buildMarinerDisk(join(work, 'eflow-wrong'), { bootConfig: { B: 'wrong-root-hash-file' } });
+    for (const image of [wrong.raw, wrong.vhdx]) {
+      const r = await runCaptured(['verify', image, '--json']);
+      expect(r.code, r.stderr).toBe(3);
+      const j = JSON.parse(r.stdout);
+      expect(j.targets.map((t: { status: string }) => t.status)).toEqual(['ok', 'root-mismatch']);
+      expect(j.targets[1].rootHash).toMatchObject({ expected: 'ab'.repeat(32), actual: wrong.slots[1]!.rootHash });
+    }
+  });
+
+  it('verity switched off in both slots: exit 5, naming the GRUB configurations searched', async () => {
+    const off = buildMarinerDisk(join(work, 'eflow-off'), { bootConfig: { A: 'verity-off', B: 'verity-off' } });
+    for (const image of [off.raw, off.vhdx]) {
+      const r = await runCaptured(['verify', image, '--json']);
+      expect(r.code, r.stderr).toBe(5);
+      const j = JSON.parse(r.stdout);
+      expect(j.status).toBe('no-verity');
+      expect(j.searched[0]).toContain('GRUB configurations (#1 "BootEFIA":/boot/grub2/grub.cfg, #4 "BootEFIB":/boot/grub2/grub.cfg): 2 entries');
+    }
+  });
+
+  it("a truncated initramfs in slot B: B cannot be checked, exit 4, and A is still verified", async () => {
+    const cut = buildMarinerDisk(join(work, 'eflow-cut'), { bootConfig: { B: 'truncated-initramfs' } });
+    for (const image of [cut.raw, cut.vhdx]) {
+      const r = await runCaptured(['verify', image, '--json']);
+      expect(r.code, r.stderr).toBe(4);
+      const j = JSON.parse(r.stdout);
+      expect(j.status).toBe('unresolved');
+      expect(j.targets.map((t: { status: string; data: { path: string } }) => [t.status, t.data.path])).toEqual([['ok', `${image}::3`]]);
+      expect(j.unresolved).toEqual([
+        {
+          name: 'verity-verity_root_fs',
+          from: '#5 "BootB":/grub2/grub.cfg, menu entry "CBL-Mariner"',
+          reason: expect.stringMatching(/^its initramfs #5 "BootB":\/initrd\.img-\S+ cannot be read: .*cut short/),
+        },
+      ]);
+    }
+    const text = await runCaptured(['verify', cut.raw]);
+    expect(text.stdout).toMatch(/Target verity-verity_root_fs CANNOT BE CHECKED: its initramfs #5 "BootB"/);
   });
 });
 
 describe.skipIf(SKIP !== '')(`Azure Linux image-customizer disks${SKIP}`, () => {
-  it('a hash partition after the data partition: the image alone finds it and checks it against itself', async () => {
+  it('the grub.cfg command line names the pair by PARTLABEL: its root hash is the claim, the damage is named', async () => {
     const azl = buildCustomizerDisk(join(work, 'azl-partlabel'), { idType: 'partlabel', damage: [700] });
     expect(azl.cmdline).toContain(`roothash=${azl.rootHash} systemd.verity_root_data=PARTLABEL=root systemd.verity_root_hash=PARTLABEL=roothash`);
     for (const image of [azl.raw, azl.vhdx]) {
       const r = await runCaptured(['verify', image, '--json']);
       expect(r.code, r.stderr).toBe(2);
       const [target] = JSON.parse(r.stdout).targets;
-      expect(target).toMatchObject({ via: 'superblock-partition', rootHash: { expected: azl.rootHash, authenticated: false } });
+      expect(target).toMatchObject({
+        via: 'boot-entry',
+        data: { path: `${image}::3` },
+        hash: { path: `${image}::4` },
+        rootHash: { expected: azl.rootHash, authenticated: false, from: 'the kernel command line of #2 "boot":/grub2/grub.cfg, menu entry "Azure Linux"' },
+      });
       expect(target.data.corrupt.map((c: { first: number }) => c.first)).toEqual([700]);
       // With the command line's root hash given, the same target, authenticated.
       const given = await runCaptured(['verify', image, azl.rootHash, '--json']);
@@ -157,7 +251,7 @@ const UKI_SKIP = UKI_MISSING.length === 0 ? '' : ` [SKIPPED: needs ${UKI_MISSING
 const OBJDUMP = findTool('objdump', '/usr/bin/objdump');
 
 describe.skipIf(UKI_SKIP !== '')(`an Azure Linux OS Guard-style disk${UKI_SKIP}`, () => {
-  it('usr verity with its command line in a UKI addon: the hash partition is found after usr-a and checked against itself', async () => {
+  it('usr verity with its command line in a UKI add-on, devices named by filesystem and superblock UUIDs', async () => {
     const disk = buildOsGuardDisk(join(work, 'osguard'), { damage: [33] });
     // The addon's .cmdline section, as binutils reads it, carries the usr keys.
     if (OBJDUMP) {
@@ -170,10 +264,16 @@ describe.skipIf(UKI_SKIP !== '')(`an Azure Linux OS Guard-style disk${UKI_SKIP}`
       expect(r.code, r.stderr).toBe(2);
       const [target] = JSON.parse(r.stdout).targets;
       expect(target).toMatchObject({
-        via: 'superblock-partition',
+        name: 'usr',
+        via: 'boot-entry',
         data: { path: `${image}::${disk.partitions.usr}` },
         hash: { path: `${image}::${disk.partitions.usrHash}` },
-        rootHash: { expected: disk.usrHash, authenticated: false },
+        rootHash: {
+          expected: disk.usrHash,
+          authenticated: false,
+          from: 'the kernel command line of #1 "esp":/EFI/Linux/azl.efi with add-on /EFI/Linux/azl.efi.extra.d/verity.addon.efi',
+          signature: 'a signature at /boot/usr.hash.sig on the running system (not checked)',
+        },
       });
       expect(target.data.corrupt.map((c: { first: number }) => c.first)).toEqual([33]);
     }
