@@ -20,8 +20,9 @@ const LAYERS: Record<string, number> = {
   format: 1,
   io: 1,
   hash: 2,
-  image: 2,
   fs: 2,
+  // Above fs: filesystems.ts probes volumes with the ext4 superblock the ext4 reader declares.
+  image: 3,
   tree: 3,
   boot: 3,
   discovery: 4,

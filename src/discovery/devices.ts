@@ -45,7 +45,7 @@ async function filesystemIdentity(source: ByteSource): Promise<DeviceIdentity['f
   const head = new Uint8Array(FILESYSTEM_PROBE_BYTES);
   await readExactly(source, head, 0, 'Partition');
   const ext4 = EXT4_SUPERBLOCK.get(head, FS_SUPERBLOCK_OFFSET);
-  if (ext4.magic === EXT4_MAGIC) return { type: 'ext4', uuid: ext4.uuid, label: trimLabel(ext4.volumeName) };
+  if (ext4.magic === EXT4_MAGIC) return { type: 'ext4', uuid: ext4.uuid, label: trimLabel(new TextDecoder().decode(ext4.volumeName)) };
   const erofs = EROFS_SUPERBLOCK.get(head, FS_SUPERBLOCK_OFFSET);
   if (erofs.magic === EROFS_MAGIC) {
     return { type: 'erofs', uuid: erofs.uuid, label: trimLabel(new TextDecoder('latin1').decode(erofs.volumeName)) };

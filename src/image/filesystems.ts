@@ -2,61 +2,19 @@
  * The superblocks of the filesystems a dm-verity data device usually holds, declared far enough to tell what a volume
  * is and how many bytes it occupies: a verity hash tree is often appended right after them (`--hash-offset`).
  *
- * Sources: ext4, Linux fs/ext4/ext4.h `struct ext4_super_block` (Documentation/filesystems/ext4/super.rst);
- * squashfs, fs/squashfs/squashfs_fs.h `struct squashfs_super_block`; EROFS, fs/erofs/erofs_fs.h
+ * Sources: ext4, fs/ext4/structures.ts; squashfs, fs/squashfs/squashfs_fs.h `struct squashfs_super_block`; EROFS, fs/erofs/erofs_fs.h
  * `struct erofs_super_block`. All little-endian.
  */
-import { at, bytes, latin1, struct, u16le, u32le, u64leBig, u8, uuid } from '../binary/struct.js';
+import { at, bytes, struct, u16le, u32le, u64leBig, u8, uuid } from '../binary/struct.js';
+import { EXT4_MAGIC, EXT4_SUPERBLOCK, INCOMPAT } from '../fs/ext4/structures.js';
 
 /** Where the ext4 and EROFS superblocks start on their volume. */
 export const FS_SUPERBLOCK_OFFSET = 1024;
 
-/** The leading fields of `struct ext4_super_block` (super.rst, "The Super Block"), and `s_blocks_count_hi`. */
-export const EXT4_SUPERBLOCK = struct(
-  'ext4 superblock',
-  {
-    inodesCount: at(0x0, u32le), // s_inodes_count
-    blocksCountLo: at(0x4, u32le), // s_blocks_count_lo
-    rBlocksCountLo: at(0x8, u32le), // s_r_blocks_count_lo
-    freeBlocksCountLo: at(0xc, u32le), // s_free_blocks_count_lo
-    freeInodesCount: at(0x10, u32le), // s_free_inodes_count
-    firstDataBlock: at(0x14, u32le), // s_first_data_block
-    logBlockSize: at(0x18, u32le), // s_log_block_size: block size = 2 ^ (10 + this)
-    logClusterSize: at(0x1c, u32le), // s_log_cluster_size
-    blocksPerGroup: at(0x20, u32le), // s_blocks_per_group
-    clustersPerGroup: at(0x24, u32le), // s_clusters_per_group
-    inodesPerGroup: at(0x28, u32le), // s_inodes_per_group
-    mtime: at(0x2c, u32le), // s_mtime
-    wtime: at(0x30, u32le), // s_wtime
-    mntCount: at(0x34, u16le), // s_mnt_count
-    maxMntCount: at(0x36, u16le), // s_max_mnt_count
-    magic: at(0x38, u16le), // s_magic: 0xEF53
-    state: at(0x3a, u16le), // s_state
-    errors: at(0x3c, u16le), // s_errors
-    minorRevLevel: at(0x3e, u16le), // s_minor_rev_level
-    lastCheck: at(0x40, u32le), // s_lastcheck
-    checkInterval: at(0x44, u32le), // s_checkinterval
-    creatorOs: at(0x48, u32le), // s_creator_os
-    revLevel: at(0x4c, u32le), // s_rev_level
-    defResuid: at(0x50, u16le), // s_def_resuid
-    defResgid: at(0x52, u16le), // s_def_resgid
-    firstIno: at(0x54, u32le), // s_first_ino
-    inodeSize: at(0x58, u16le), // s_inode_size
-    blockGroupNr: at(0x5a, u16le), // s_block_group_nr
-    featureCompat: at(0x5c, u32le), // s_feature_compat
-    featureIncompat: at(0x60, u32le), // s_feature_incompat: 0x80 = INCOMPAT_64BIT
-    featureRoCompat: at(0x64, u32le), // s_feature_ro_compat
-    uuid: at(0x68, uuid), // s_uuid
-    volumeName: at(0x78, latin1(16)), // s_volume_name
-    descSize: at(0xfe, u16le), // s_desc_size
-    blocksCountHi: at(0x150, u32le), // s_blocks_count_hi: only with INCOMPAT_64BIT
-  },
-  { size: 1024 },
-);
-/** `EXT4_SUPER_MAGIC`. */
-export const EXT4_MAGIC = 0xef53;
+// ext4's superblock is declared once, with the reader of its files (fs/ext4/structures.ts).
+export { EXT4_MAGIC, EXT4_SUPERBLOCK } from '../fs/ext4/structures.js';
 /** `EXT4_FEATURE_INCOMPAT_64BIT`: block counts take their high 32 bits from `s_blocks_count_hi`. */
-export const EXT4_FEATURE_INCOMPAT_64BIT = 0x80;
+export const EXT4_FEATURE_INCOMPAT_64BIT = INCOMPAT.is64bit;
 
 /** `struct squashfs_super_block`, at the start of the volume. */
 export const SQUASHFS_SUPERBLOCK = struct('squashfs superblock', {
