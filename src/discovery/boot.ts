@@ -15,7 +15,14 @@
  */
 import { fromHex, toHex } from '../binary/bytes.js';
 import { readBlsEntries } from '../boot/bls.js';
-import { type DeviceSpec, type InitramfsFile, type VerityTargetSpec, verityTargetsFromCmdline } from '../boot/cmdline.js';
+import {
+  cmdlineValues,
+  type DeviceSpec,
+  type InitramfsFile,
+  tokenizeCmdline,
+  type VerityTargetSpec,
+  verityTargetsFromCmdline,
+} from '../boot/cmdline.js';
 import { normaliseCpioName } from '../boot/cpio.js';
 import { type BootFile, type GrubHost, interpretGrubConfig, type SearchKind } from '../boot/grub.js';
 import { readInitramfs } from '../boot/initramfs.js';
@@ -49,6 +56,8 @@ export interface BootEntry {
   initrds: PartitionFile[];
   /** A GRUB recovery or rescue entry: listed, but not a source of targets. */
   recovery: boolean;
+  /** The partition it was read from (its boot partition: paths on the running system's /boot are looked up there). */
+  partition: GptPartition;
 }
 
 export interface BootSearch {
@@ -197,6 +206,7 @@ export async function findBootEntries(disk: ByteSource, devices: readonly Device
           cmdline: e.cmdline,
           initrds,
           recovery: e.recovery,
+          partition: source?.partition ?? part,
         });
       }
     }
@@ -213,6 +223,7 @@ export async function findBootEntries(disk: ByteSource, devices: readonly Device
           cmdline: e.options,
           initrds: e.initrds.map((path) => ({ partition: part, path })),
           recovery: false,
+          partition: part,
         });
       }
     }
@@ -231,6 +242,7 @@ export async function findBootEntries(disk: ByteSource, devices: readonly Device
           // The UKI's own .initrd section is not read: the verity keys it needs are on its command line.
           initrds: [],
           recovery: false,
+          partition: part,
         });
       }
     }
@@ -297,6 +309,66 @@ export async function bootTargets(
   const shared = targets.filter((t) => targets.some((o) => o !== t && o.name === t.name));
   for (const t of shared) t.name = `${t.name} on "${t.dataPartition!.name}"`;
   return { targets, unresolved: [...unresolved.values()] };
+}
+
+/** Mount points under which the running system sees its boot partition. */
+const BOOT_MOUNTS = ['/boot/efi/', '/boot/', '/efi/'];
+const MAX_SIGNATURE_BYTES = 64 * 1024;
+
+/**
+ * The signature a target names for its root hash, read from the image: a file of the initramfs, inline base64, or a
+ * path on the running system, looked for on the entry's own partition (mounted at /boot, /efi or /boot/efi there).
+ */
+async function signatureOf(
+  disk: ByteSource,
+  devices: readonly DeviceIdentity[],
+  entry: BootEntry,
+  sig: NonNullable<VerityTargetSpec['signature']>,
+  fileOf: (f: InitramfsFile) => { bytes: Uint8Array; initrd: PartitionFile } | null,
+  describeFile: (f: InitramfsFile, initrd: PartitionFile) => string,
+): Promise<Pick<RootHashClaim, 'signature' | 'signatureBytes'>> {
+  if (isInitramfsFile(sig)) {
+    const file = fileOf(sig);
+    return file
+      ? { signature: `a signature in ${describeFile(sig, file.initrd)}`, signatureBytes: file.bytes }
+      : { signature: `a signature ${sig.initramfsPath} that is not in the initramfs` };
+  }
+  if ('base64' in sig) {
+    try {
+      return { signature: 'an inline signature (base64 on the command line)', signatureBytes: fromBase64(sig.base64) };
+    } catch {
+      return { signature: 'an inline signature that is not valid base64' };
+    }
+  }
+  // The partition mounted there: the one `pre.verity.mount=` names (Azure Linux mounts /boot before verity), else
+  // the entry's own.
+  const partitions: GptPartition[] = [];
+  for (const uuid of cmdlineValues(tokenizeCmdline(entry.cmdline), 'pre.verity.mount')) {
+    const found = resolveDevice({ kind: 'uuid', value: uuid, raw: `UUID=${uuid}` }, devices);
+    if ('device' in found) partitions.push(found.device.partition);
+  }
+  partitions.push(entry.partition);
+  const mount = BOOT_MOUNTS.find((m) => sig.path.startsWith(m));
+  for (const partition of mount ? partitions : []) {
+    const path = sig.path.slice(mount!.length - 1);
+    const volume = await volumeAt(disk, partition).catch((e: unknown) => {
+      if (e instanceof VerityError && e.code !== 'E_INTERNAL') return null;
+      throw e;
+    });
+    const bytes = await volume?.readFile(path, MAX_SIGNATURE_BYTES).catch((e: unknown) => {
+      if (e instanceof VerityError && e.code !== 'E_INTERNAL') return null;
+      throw e;
+    });
+    if (bytes) return { signature: `a signature in ${placeOf({ partition, path })} (${sig.path} on the running system)`, signatureBytes: bytes };
+  }
+  return { signature: `a signature at ${sig.path} on the running system, not found in the image` };
+}
+
+function fromBase64(text: string): Uint8Array {
+  const bin = atob(text);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
 }
 
 function isInitramfsFile(x: object | null | undefined): x is InitramfsFile {
@@ -386,17 +458,7 @@ async function resolveTarget(
   } else {
     claim = { bytes: fromHex(spec.rootHash.hex, 'root hash'), from: cmdline };
   }
-  if (spec.signature) {
-    const sig = spec.signature;
-    if (isInitramfsFile(sig)) {
-      const file = fileOf(sig);
-      claim.signature = file
-        ? `a signature in ${describeFile(sig, file.initrd)} (not checked)`
-        : `a signature ${sig.initramfsPath} that is not in the initramfs`;
-    } else {
-      claim.signature = 'path' in sig ? `a signature at ${sig.path} on the running system (not checked)` : 'an inline signature (not checked)';
-    }
-  }
+  if (spec.signature) Object.assign(claim, await signatureOf(disk, devices, entry, spec.signature, fileOf, describeFile));
 
   const dataPartition = data.device.partition;
   return {

@@ -33,8 +33,10 @@ export interface RootHashClaim {
   bytes: Uint8Array;
   /** Where it was found, e.g. "the UUIDs of partitions #1 and #2 (systemd's convention)". */
   from: string;
-  /** A signature of the root hash the image names, and whether it was checked. */
+  /** A signature of the root hash the image names, said readably (where it is, or that it is missing). */
   signature?: string;
+  /** Its bytes (a DER PKCS#7 signature of the root hash in hex), when it was found. */
+  signatureBytes?: Uint8Array;
 }
 
 /** A target the boot configuration declares that cannot be checked: its devices or files are missing or unreadable. */
