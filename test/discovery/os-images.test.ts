@@ -226,6 +226,36 @@ describe.skipIf(SKIP !== '')(`Azure Linux image-customizer disks${SKIP}`, () => 
     expect(JSON.parse(w.stdout).targets[0]).toMatchObject({ status: 'root-mismatch', rootHash: { expected: 'cd'.repeat(32), actual: wrong.rootHash } });
   });
 
+  it('a recovery entry with another root hash is not a target; an entry naming a partition the disk lacks is unresolved (exit 4)', async () => {
+    const azl = buildCustomizerDisk(join(work, 'azl-extra'), {
+      idType: 'partlabel',
+      extraGrub: (cmdline) =>
+        [
+          'menuentry "Azure Linux (recovery mode)" {',
+          `\tlinux /vmlinuz-6.6.47.1-1.azl3 ${cmdline.replace(/roothash=[0-9a-f]+/, `roothash=${'ee'.repeat(32)}`)} single`,
+          '}',
+          'submenu "Advanced" {',
+          '\tmenuentry "Azure Linux, other disk" {',
+          `\t\tlinux /vmlinuz-6.6.47.1-1.azl3 ${cmdline.replace('PARTLABEL=root ', 'PARTLABEL=no-such-part ')}`,
+          '\t}',
+          '}',
+        ].join('\n'),
+    });
+    const r = await runCaptured(['verify', azl.raw, '--json']);
+    expect(r.code, r.stderr).toBe(4);
+    const j = JSON.parse(r.stdout);
+    expect(j.status).toBe('unresolved');
+    expect(j.targets.map((t: { status: string; rootHash: { expected: string } }) => [t.status, t.rootHash.expected])).toEqual([['ok', azl.rootHash]]);
+    expect(j.unresolved).toEqual([
+      {
+        name: 'root',
+        from: '#2 "boot":/grub2/grub.cfg, menu entry "Advanced > Azure Linux, other disk"',
+        reason: 'data device: no partition matches PARTLABEL=no-such-part',
+      },
+    ]);
+    expect(JSON.stringify(j)).not.toContain('ee'.repeat(32));
+  });
+
   it('verity switched off on the command line: no boot target, the other rules find the hash partition', async () => {
     const azl = buildCustomizerDisk(join(work, 'azl-bls-off'), { boot: 'bls', cmdline: 'verity-off' });
     const r = await runCaptured(['verify', azl.raw, '--json']);

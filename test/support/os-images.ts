@@ -33,6 +33,43 @@ const TOOLS = {
   veritysetup: VERITYSETUP,
 };
 
+const OPENSSL = findTool('openssl', '/usr/bin/openssl');
+
+/** The openssl tool, or null: the builders sign root hashes with it when asked to. */
+export const opensslTool = OPENSSL;
+
+/** A signer: a key and its self-signed certificate (PEM), made by openssl. */
+export interface Signer {
+  key: string;
+  cert: string;
+}
+
+function openssl(args: string[]): void {
+  if (!OPENSSL) throw new Error('openssl is needed to sign a root hash');
+  const r = spawnSync(OPENSSL, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`openssl ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
+}
+
+/** A new RSA-2048 key and self-signed certificate `CN=<name>` in `dir`. */
+export function makeSigner(dir: string, name: string): Signer {
+  mkdirSync(dir, { recursive: true });
+  const key = join(dir, `${name}.key`);
+  const cert = join(dir, `${name}.crt`);
+  openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '3650', '-subj', `/CN=${name}`]);
+  return { key, cert };
+}
+
+/**
+ * The detached PKCS#7 signature of a root hash as the kernel checks it (the hex string, no newline), made as systemd's
+ * and veritysetup's documentation show: `openssl smime -sign -nocerts -noattr -binary`.
+ */
+export function signRootHash(rootHashHex: string, signer: Signer, out: string): void {
+  const text = `${out}.txt`;
+  writeFileSync(text, rootHashHex);
+  openssl(['smime', '-sign', '-nocerts', '-noattr', '-binary', '-in', text, '-inkey', signer.key, '-signer', signer.cert, '-outform', 'der', '-out', out]);
+  rmSync(text);
+}
+
 /** What the UKI builder needs on top (Debian systemd-boot-efi's stub, binutils' objcopy). */
 const UKI_TOOLS = {
   objcopy: findTool('objcopy', '/usr/bin/objcopy'),
@@ -166,6 +203,8 @@ export interface MarinerOptions {
   damage?: Partial<Record<'A' | 'B', number[]>>;
   /** FEC roots (veritysetup --fec-roots); 0 for none. Default 2, the Mariner imager's. */
   fecRoots?: number;
+  /** Sign each slot's root hash: `<mapped>.p7` in the initramfs and `rd.verityroot.roothashsig=` (installutils.go). */
+  sign?: Signer;
 }
 
 export interface MarinerDisk {
@@ -216,6 +255,10 @@ export function buildMarinerDisk(dir: string, options: MarinerOptions = {}): Mar
     mkdirSync(join(initrd, 'usr/lib'), { recursive: true });
     writeFileSync(join(initrd, 'init'), '#!/bin/sh\nexec /sbin/init\n');
     const members = ['init', 'usr', 'usr/lib', `${mapped}.hashtree`, `${mapped}.roothash`, ...(fecRoots > 0 ? [`${mapped}.fec`] : [])];
+    if (options.sign) {
+      signRootHash(rootHash, options.sign, join(initrd, `${mapped}.p7`));
+      members.push(`${mapped}.p7`);
+    }
 
     // Damage after the tree was made: the tree and root hash describe the intended data.
     for (const block of options.damage?.[name] ?? []) {
@@ -247,7 +290,8 @@ export function buildMarinerDisk(dir: string, options: MarinerOptions = {}): Mar
           `rd.verityroot.roothashfile=/${mapped}.roothash rd.verityroot.verityerrorhandling=restart ` +
           `rd.verityroot.validateonboot=false rd.verityroot.overlays="/var/lib /etc" rd.verityroot.overlaysize=20% ` +
           `rd.verityroot.overlays_debug_mount= ` +
-          (fecRoots > 0 ? `rd.verityroot.fecdata=/${mapped}.fec rd.verityroot.fecroots=${fecRoots} ` : '');
+          (fecRoots > 0 ? `rd.verityroot.fecdata=/${mapped}.fec rd.verityroot.fecroots=${fecRoots} ` : '') +
+          (options.sign ? `rd.verityroot.roothashsig=/${mapped}.p7 ` : '');
     const rootDevice = options.bootConfig?.[name] === 'verity-off' ? `PARTUUID=${rootPartUuid}` : `verityroot:PARTUUID=${rootPartUuid}`;
     // The Mariner grub.cfg template (azurelinux 2.0 toolkit/resources/assets/grub2/grub.cfg), placeholders filled as
     // installutils.go does.
@@ -322,6 +366,8 @@ export interface CustomizerOptions {
   damage?: number[];
   /** A command line with another root hash than the tree's, or with `rd.systemd.verity=0`. */
   cmdline?: 'wrong-root-hash' | 'verity-off';
+  /** More of grub.cfg after the main menu entry, given the main entry's command line. */
+  extraGrub?: (cmdline: string) => string;
 }
 
 export interface CustomizerDisk {
@@ -411,6 +457,7 @@ export function buildCustomizerDisk(dir: string, options: CustomizerOptions = {}
         `\tlinux /vmlinuz-6.6.47.1-1.azl3 ${cmdline}`,
         '\tinitrd /initramfs-6.6.47.1-1.azl3.img',
         '}',
+        options.extraGrub?.(cmdline) ?? '',
         '',
       ].join('\n'),
     );
@@ -462,7 +509,7 @@ function uki(path: string, text: string, scratch: string): void {
  * DPS pairing finds no data partition of type usr), root-a (DPS root). The command line is in a UKI addon,
  * `EFI/Linux/azl.efi.extra.d/verity.addon.efi`, naming the usr devices by filesystem UUID and verity superblock UUID.
  */
-export function buildOsGuardDisk(dir: string, options: { damage?: number[] } = {}): OsGuardDisk {
+export function buildOsGuardDisk(dir: string, options: { damage?: number[]; sign?: Signer } = {}): OsGuardDisk {
   mkdirSync(dir, { recursive: true });
   const tree = join(dir, 'usr');
   rmSync(tree, { recursive: true, force: true });
@@ -498,7 +545,8 @@ export function buildOsGuardDisk(dir: string, options: { damage?: number[] } = {
   const boot = join(dir, 'boot');
   rmSync(boot, { recursive: true, force: true });
   mkdirSync(boot, { recursive: true });
-  writeFileSync(join(boot, 'usr.hash.sig'), seeded('not a real signature', 600));
+  if (options.sign) signRootHash(usrHash, options.sign, join(boot, 'usr.hash.sig'));
+  else writeFileSync(join(boot, 'usr.hash.sig'), seeded('not a real signature', 600));
   const bootImage = join(dir, 'boot.ext4');
   ext4(bootImage, boot, 4, bootFsUuid, 'boot-a');
   const rootImage = join(dir, 'root.ext4');
