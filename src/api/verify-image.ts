@@ -20,6 +20,7 @@ import { ignoredOptions } from '../format/options.js';
 import { createScratch } from '../files/files.js';
 import { nodeCryptoEngine } from '../threads/node-crypto-engine.js';
 import type { ImageOutcome, RootHashSource, TargetOutcome } from '../report/image.js';
+import { damagedFiles } from '../report/owners.js';
 import { verifyTree, type VerifyStatus } from '../tree/verify.js';
 import { withEngine } from './engine.js';
 import { engineOptions, openOptions, passOptions, type VerifyOptions } from './options.js';
@@ -101,5 +102,6 @@ async function verifyTarget(
     rootHash,
     params,
     warnings: ignoredOptions(options, params),
+    files: await damagedFiles(target.data, params.dataBlockSize, result.data.corrupt, result.data.unverified),
   };
 }

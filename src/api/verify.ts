@@ -1,6 +1,7 @@
 /** `verity verify`: checks a data operand against its hash tree and reports every damaged block. */
 import { createScratch } from '../files/files.js';
 import type { VerityParams } from '../format/params.js';
+import { damagedFiles, type DamagedFiles } from '../report/owners.js';
 import { verifyTree, type VerifyResult } from '../tree/verify.js';
 import { withEngine } from './engine.js';
 import { engineOptions, passOptions, type Sources, type VerifyOptions } from './options.js';
@@ -13,6 +14,8 @@ export interface VerifyOutcome extends VerifyResult {
   engine: string;
   /** Options that a superblock overrode. */
   warnings: string[];
+  /** What the damaged data blocks hold when the data is ext4 (report/owners.ts); null otherwise or when none is damaged. */
+  files: DamagedFiles | null;
 }
 
 /**
@@ -30,7 +33,8 @@ export async function verifyFiles(dataAddress: string, hashAddress: string, opti
         paths: plan.paths,
       }),
     );
-    return { ...result, params: plan.tree.params, warnings: plan.warnings, sources: plan.sources };
+    const files = await damagedFiles(plan.data, plan.tree.params.dataBlockSize, result.data.corrupt, result.data.unverified);
+    return { ...result, params: plan.tree.params, warnings: plan.warnings, sources: plan.sources, files };
   } finally {
     await plan.close();
   }

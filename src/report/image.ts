@@ -7,6 +7,7 @@ import type { VerityParams } from '../format/params.js';
 import type { UnresolvedTarget } from '../discovery/targets.js';
 import type { VerifyResult, VerifyStatus } from '../tree/verify.js';
 import { SCHEMA_VERSION, verifyJson } from './json.js';
+import type { DamagedFiles } from './owners.js';
 import { renderVerify } from './text.js';
 
 /** Where a target's expected root hash came from. */
@@ -35,6 +36,8 @@ export interface TargetOutcome extends VerifyResult {
   engine: string;
   /** Options that the superblock overrode. */
   warnings: string[];
+  /** What the damaged data blocks hold when the data is ext4 (report/owners.ts); null otherwise or when none is damaged. */
+  files: DamagedFiles | null;
 }
 
 export type ImageStatus = VerifyStatus | 'no-verity' | 'unresolved';

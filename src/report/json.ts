@@ -8,6 +8,7 @@ import type { TreeGeometry } from '../format/geometry.js';
 import type { VerityParams } from '../format/params.js';
 import type { VerifyResult } from '../tree/verify.js';
 import type { BlockRange } from '../tree/ranges.js';
+import type { DamagedFiles } from './owners.js';
 
 export const SCHEMA_VERSION = 1;
 
@@ -33,6 +34,35 @@ function jsonRanges(ranges: BlockRange[], blockSize: number, base = 0): JsonRang
 
 function count(ranges: BlockRange[]): number {
   return ranges.reduce((sum, r) => sum + r.count, 0);
+}
+
+/**
+ * What the damaged data blocks hold in the ext4 filesystem on the data device (report/owners.ts): `filesystem` its
+ * block size, the counts and the non-file kinds, `files` every damaged file with its byte ranges. Both null when the
+ * data is not ext4 or nothing is damaged.
+ */
+function filesJson(files: DamagedFiles | null | undefined) {
+  if (!files) return { filesystem: null, files: null };
+  return {
+    filesystem: {
+      type: files.filesystem,
+      blockSize: files.blockSize,
+      damagedBlocks: files.damagedBlocks,
+      lookedUpBlocks: files.lookedUpBlocks,
+      truncated: files.truncated,
+      other: files.other.map((o) => ({ kind: o.kind, blocks: o.corruptBlocks + o.unverifiedBlocks, corruptBlocks: o.corruptBlocks, unverifiedBlocks: o.unverifiedBlocks })),
+      error: files.error,
+    },
+    files: files.files.map((f) => ({
+      path: f.path,
+      inode: f.inode,
+      kind: f.kind,
+      size: f.size,
+      corrupt: f.corrupt.map((r) => ({ offset: r.offset, length: r.length })),
+      unverified: f.unverified.map((r) => ({ offset: r.offset, length: r.length })),
+      mappingBlocks: f.mappingBlocks,
+    })),
+  };
 }
 
 function paramsJson(p: VerityParams) {
@@ -106,7 +136,7 @@ export function dumpJson(hashPath: string, p: VerityParams, g: TreeGeometry, sou
 export function verifyJson(
   dataPath: string,
   hashPath: string,
-  r: VerifyResult & { params: VerityParams; engine: string; warnings: string[] },
+  r: VerifyResult & { params: VerityParams; engine: string; warnings: string[]; files?: DamagedFiles | null },
   exitCode: number,
   sources: SourceLayers = {},
 ) {
@@ -126,6 +156,7 @@ export function verifyJson(
       corrupt: jsonRanges(r.data.corrupt, p.dataBlockSize),
       unverifiedBlocks: count(r.data.unverified),
       unverified: jsonRanges(r.data.unverified, p.dataBlockSize),
+      ...filesJson(r.files),
     },
     hash: { path: hashPath, layers: sources.hash ?? [] },
     params: paramsJson(p),

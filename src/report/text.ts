@@ -7,6 +7,7 @@ import type { TreeGeometry } from '../format/geometry.js';
 import type { VerityParams } from '../format/params.js';
 import type { VerifyResult } from '../tree/verify.js';
 import type { BlockRange } from '../tree/ranges.js';
+import type { DamagedFile, DamagedFiles, FileByteRange, OtherDamageKind } from './owners.js';
 
 /** `rootHash` only for format (dump never knows it). */
 export function renderHeader(hashPath: string, params: VerityParams, geometry: TreeGeometry, rootHash?: Uint8Array): string {
@@ -48,8 +49,56 @@ function listRanges(ranges: BlockRange[], blockSize: number, base: number, where
   return out;
 }
 
-/** Human report of a verification: a summary line, then every kind of damage found (the first ranges of each). */
-export function renderVerify(result: VerifyResult, params: VerityParams): string {
+/** How many damaged files the text report names, and how many byte ranges of each, before pointing to --json. */
+const TEXT_FILE_LIMIT = 10;
+const TEXT_FILE_RANGE_LIMIT = 4;
+
+const OTHER_LABELS: Record<OtherDamageKind, string> = {
+  free: 'free space',
+  superblock: 'superblock',
+  'group-descriptors': 'group descriptors',
+  bitmap: 'block or inode bitmap',
+  'inode-table': 'inode table',
+  journal: 'journal',
+  metadata: 'other filesystem metadata',
+  'beyond-filesystem': 'past the end of the filesystem',
+};
+
+function byteRanges(ranges: FileByteRange[]): string {
+  const shown = ranges.slice(0, TEXT_FILE_RANGE_LIMIT).map((r) => `${r.offset}-${r.offset + r.length - 1}`);
+  if (ranges.length > TEXT_FILE_RANGE_LIMIT) shown.push(`… (${ranges.length - TEXT_FILE_RANGE_LIMIT} more)`);
+  return shown.join(', ');
+}
+
+function fileLine(f: DamagedFile): string {
+  const parts: string[] = [];
+  const size = f.size === null ? '' : ` of ${f.size}`;
+  if (f.corrupt.length > 0) parts.push(`bytes ${byteRanges(f.corrupt)}${size}`);
+  if (f.unverified.length > 0) parts.push(`unverified bytes ${byteRanges(f.unverified)}${f.corrupt.length > 0 ? '' : size}`);
+  if (f.mappingBlocks > 0) parts.push(`${plural(f.mappingBlocks, 'block')} of its extent tree, block map or attributes`);
+  return `${f.path}${f.kind === 'file' ? '' : ` (${f.kind})`}: ${parts.join('; ')}`;
+}
+
+/** What the damaged data blocks hold in the ext4 filesystem on the data device (report/owners.ts). */
+function filesLines(files: DamagedFiles): string[] {
+  if (files.filesystem === null) return [`The files holding the damaged blocks are not named: ${files.error}.`];
+  const lines = [`The damaged blocks in the ext4 filesystem${files.blockSize > 0 ? ` (${files.blockSize}-byte blocks)` : ''} hold:`];
+  for (const f of files.files.slice(0, TEXT_FILE_LIMIT)) lines.push(`  ${fileLine(f)}`);
+  if (files.files.length > TEXT_FILE_LIMIT) lines.push(`  … and ${plural(files.files.length - TEXT_FILE_LIMIT, 'more file')} (--json lists all)`);
+  for (const o of files.other) {
+    const n = o.corruptBlocks + o.unverifiedBlocks;
+    lines.push(`  ${OTHER_LABELS[o.kind]}: ${plural(n, 'block')}${o.unverifiedBlocks > 0 ? ` (${o.unverifiedBlocks} unverified)` : ''}`);
+  }
+  if (files.truncated) lines.push(`  (only the first ${files.lookedUpBlocks} of ${files.damagedBlocks} damaged filesystem blocks were looked up)`);
+  if (files.error !== null) lines.push(`  ${files.files.length + files.other.length > 0 ? 'not all named: ' : ''}${files.error}`);
+  return lines;
+}
+
+/**
+ * Human report of a verification: a summary line, then every kind of damage found (the first ranges of each), then
+ * what the damaged data blocks hold when the data is an ext4 filesystem (`files`, from report/owners.ts).
+ */
+export function renderVerify(result: VerifyResult & { files?: DamagedFiles | null }, params: VerityParams): string {
   const hbs = params.hashBlockSize;
   const dataBad = total(result.data.corrupt);
   const treeBad = result.levels.reduce((sum, l) => sum + total(l.corrupt), 0);
@@ -98,6 +147,7 @@ export function renderVerify(result: VerifyResult, params: VerityParams): string
     lines.push(`Unverified data blocks (below a corrupted hash block, cannot be checked): ${unverified}`);
     lines.push(...listRanges(result.data.unverified, params.dataBlockSize, 0, 'data', '  '));
   }
+  if (result.files) lines.push(...filesLines(result.files));
   return lines.join('\n') + '\n';
 }
 
