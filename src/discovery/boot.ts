@@ -304,11 +304,7 @@ export async function bootTargets(
       else byKey.set(key, found);
     }
   }
-  const targets = [...byKey.values()];
-  // A/B images set up the same device name in each slot: the data partition tells the slots apart.
-  const shared = targets.filter((t) => targets.some((o) => o !== t && o.name === t.name));
-  for (const t of shared) t.name = `${t.name} on "${t.dataPartition!.name}"`;
-  return { targets, unresolved: [...unresolved.values()] };
+  return { targets: [...byKey.values()], unresolved: [...unresolved.values()] };
 }
 
 /** Mount points under which the running system sees its boot partition. */

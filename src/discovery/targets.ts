@@ -84,6 +84,14 @@ export interface TargetSearch {
  * UUID a hash partition whose own tree does not.
  */
 export async function findTargets(disk: ByteSource, isGpt: boolean, engine: HashEngine, hint?: Uint8Array): Promise<TargetSearch> {
+  const out = await search(disk, isGpt, engine, hint);
+  // A/B images set up the same device (or DPS role) in each slot: the data partition tells the slots apart.
+  const shared = out.targets.filter((t) => t.dataPartition && out.targets.some((o) => o !== t && o.name === t.name));
+  for (const t of shared) t.name = `${t.name} on "${t.dataPartition!.name}"`;
+  return out;
+}
+
+async function search(disk: ByteSource, isGpt: boolean, engine: HashEngine, hint?: Uint8Array): Promise<TargetSearch> {
   const survey = await surveyImage(disk, isGpt);
   const out: TargetSearch = { targets: [], searched: [], skipped: [], unresolved: [] };
   const table = survey.gpt;

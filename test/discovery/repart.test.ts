@@ -104,6 +104,8 @@ describe.skipIf(SKIP !== '')(`systemd-repart disks${SKIP}`, () => {
     expect(first.status).toBe('ok');
     const bySlot = new Map(first.targets.map((t: { data: { path: string }; hash: { path: string }; rootHash: { expected: string } }) => [t.data.path, t]));
     expect([...bySlot.keys()].sort()).toEqual([`${made.raw}::1`, `${made.raw}::3`]);
+    // Both slots are the DPS root: the data partition's label tells them apart.
+    expect(first.targets.map((t: { name: string }) => t.name).sort()).toEqual(['root x86-64 on "root-a"', 'root x86-64 on "root-b"']);
     for (const [data, hash] of [
       [1, 2],
       [3, 4],
