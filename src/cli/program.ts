@@ -7,18 +7,9 @@ import { Command, CommanderError, Option } from 'commander';
 import { VerityError } from '../errors.js';
 import { MAX_BLOCK_SIZE, MIN_BLOCK_SIZE } from '../format/params.js';
 import type { TreeOptions } from '../format/options.js';
-import { dumpFile } from '../api/dump.js';
-import { formatFiles } from '../api/format.js';
-import { inspectImage } from '../api/inspect.js';
-import { verifyFiles } from '../api/verify.js';
-import { verifyImage } from '../api/verify-image.js';
-import { imageVerifyJson, renderImageVerify } from '../report/image.js';
-import { renderInspect } from '../report/inspect.js';
-import { ENGINE_NAMES } from '../threads/engines.js';
 import { pathExists } from '../files/files.js';
-import { MAX_THREADS } from '../threads/hash-pool.js';
-import { dumpJson, errorJson, formatJson, verifyJson } from '../report/json.js';
-import { renderHeader, renderVerify, veritysetupLines } from '../report/text.js';
+import { ENGINE_NAMES, MAX_THREADS } from '../threads/limits.js';
+import { errorJson } from '../report/json.js';
 import { EXIT, exitCodeForError, exitCodeForStatus } from './exit-codes.js';
 import { hashFormat, integer } from './parsers.js';
 import { progressLine } from './progress.js';
@@ -121,6 +112,12 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   ).action(async (data: string, hash: string, f: CommonFlags) => {
     command = 'format';
     json = Boolean(f.json);
+    // Each command loads only its own modules: start-up is part of every run's time.
+    const [{ formatFiles }, { formatJson }, { renderHeader }] = await Promise.all([
+      import('../api/format.js'),
+      import('../report/json.js'),
+      import('../report/text.js'),
+    ]);
     const bar = progress(f, 'Hashing');
     const result = await formatFiles(data, hash, {
       ...treeOptions(f),
@@ -149,11 +146,12 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
           'must be given again as at format time.\n\n' +
           'Addresses: <file>[::<step>]... where each step names a zip entry or a GPT partition (index, name, GUID or\n' +
           'DPS type), e.g. eflow.zip::EFLOW.vhdx::3. VHDX and VHD files read as their disks. With only an image and\n' +
-          'an optional root hash (verify disk.vhdx [<root-hash>]), every verity target of the image is found (DPS\n' +
-          'partition types and root-hash partition UUIDs, verity superblocks) and verified; a root hash the image\n' +
-          'declares itself is reported as NOT AUTHENTICATED.\n\n' +
-          'Exit codes: 0 clean, 1 bad parameters, 2 corrupted blocks, 3 root hash mismatch, 4 bad input,\n' +
-          '5 no dm-verity target in the image.',
+          'an optional root hash (verify disk.vhdx [<root-hash>]), every verity target of the image is found (the\n' +
+          'kernel command lines of its GRUB, BLS and UKI boot entries, with Mariner\'s trees in the initramfs; else\n' +
+          'DPS partition types and root-hash partition UUIDs, verity superblocks) and verified; a root hash the\n' +
+          'image declares itself is reported as NOT AUTHENTICATED.\n\n' +
+          'Exit codes: 0 clean, 1 bad parameters, 2 corrupted blocks, 3 root hash mismatch, 4 bad input (or a\n' +
+          'target the image declares that cannot be checked), 5 no dm-verity target in the image.',
       ),
   ).action(async (data: string, hashArg: string | undefined, rootArg: string | undefined, f: CommonFlags) => {
     command = 'verify';
@@ -175,12 +173,21 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     };
     if (hash === undefined) {
       // An image alone: every target it holds (api/verify-image.ts).
+      const [{ verifyImage }, { imageVerifyJson, renderImageVerify }] = await Promise.all([
+        import('../api/verify-image.js'),
+        import('../report/image.js'),
+      ]);
       const r = await verifyImage(data, options).finally(() => bar?.done());
       exitCode = r.status === 'no-verity' ? EXIT.NO_VERITY : r.status === 'unresolved' ? EXIT.BAD_INPUT : exitCodeForStatus(r.status);
       for (const t of r.targets) for (const w of t.warnings) err(`WARNING: ${t.name}: ${w}.\n`);
       out(json ? JSON.stringify(imageVerifyJson(r, exitCode, exitCodeForStatus), null, 2) + '\n' : renderImageVerify(r));
       return;
     }
+    const [{ verifyFiles }, { verifyJson }, { renderVerify, veritysetupLines }] = await Promise.all([
+      import('../api/verify.js'),
+      import('../report/json.js'),
+      import('../report/text.js'),
+    ]);
     const result = await verifyFiles(data, hash, options).finally(() => bar?.done());
     exitCode = exitCodeForStatus(result.status);
     for (const w of result.warnings) err(`WARNING: ${w}.\n`);
@@ -199,6 +206,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .action(async (image: string, f: { json?: boolean }) => {
       command = 'inspect';
       json = Boolean(f.json);
+      const [{ inspectImage }, { renderInspect }] = await Promise.all([import('../api/inspect.js'), import('../report/inspect.js')]);
       const report = await inspectImage(image);
       out(json ? JSON.stringify(report, null, 2) + '\n' : renderInspect(report));
     });
@@ -212,6 +220,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .action(async (hash: string, f: { hashOffset?: number; json?: boolean }) => {
       command = 'dump';
       json = Boolean(f.json);
+      const [{ dumpFile }, { dumpJson }, { renderHeader }] = await Promise.all([
+        import('../api/dump.js'),
+        import('../report/json.js'),
+        import('../report/text.js'),
+      ]);
       const { params, geometry, sources } = await dumpFile(hash, { hashOffset: f.hashOffset });
       if (json) out(JSON.stringify(dumpJson(hash, params, geometry, sources), null, 2) + '\n');
       else out(renderHeader(hash, params, geometry));

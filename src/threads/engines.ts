@@ -13,11 +13,10 @@ import { simdSupported } from '../hash/wasm-kernel.js';
 import { wasmSimdEngine } from '../hash/wasm-simd-engine.js';
 import { VerityError } from '../errors.js';
 import { createHashPool } from './hash-pool.js';
+import { ENGINE_NAMES, type EngineName } from './limits.js';
 
 /** What `--engine` and EngineOptions.engine accept. */
-export const ENGINE_NAMES = ['auto', 'node-crypto', 'wasm-simd', 'hash-wasm'] as const;
-/** One of ENGINE_NAMES. */
-export type EngineName = (typeof ENGINE_NAMES)[number];
+export { ENGINE_NAMES, type EngineName } from './limits.js';
 
 /** Single-threaded engines by name. */
 export const ENGINES: readonly HashEngine[] = [nodeCryptoEngine, wasmSimdEngine, hashWasmEngine];

@@ -50,8 +50,8 @@ const PIECES_PER_THREAD = 8;
 const MAX_PIECE_BYTES = KERNEL_CALL_BYTES;
 /** The SIMD kernel hashes 4 blocks at once; pieces are whole groups so only a batch's last call pads lanes. */
 const LANES = KERNEL_LANES;
-/** The most threads a pool starts. */
-export const MAX_THREADS = 64;
+export { MAX_THREADS } from './limits.js';
+import { MAX_THREADS } from './limits.js';
 
 /** @internal Test hooks, reached through this symbol so they stay out of the engine's public shape. */
 export const POOL_TESTING = Symbol('hash-pool testing');
