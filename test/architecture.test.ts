@@ -21,6 +21,8 @@ const LAYERS: Record<string, number> = {
   io: 1,
   hash: 2,
   fs: 2,
+  // Root-hash signatures (CMS over DER) and trusted certificates, with Web Crypto.
+  trust: 2,
   // Above fs: filesystems.ts probes volumes with the ext4 superblock the ext4 reader declares.
   image: 3,
   tree: 3,

@@ -23,6 +23,11 @@ export interface VerifyOptions extends TreeOptions, RunOptions {
   rootHash?: Uint8Array | string;
   /** Read the expected root hash from this file instead (it wins over `rootHash`, as in veritysetup). */
   rootHashFile?: string;
+  /**
+   * `verifyImage`: certificates (file paths, or PEM/DER bytes) whose signatures authenticate the root hashes an image
+   * claims. With any given, every target must be authenticated, or the image's status is `unauthenticated`.
+   */
+  trustedCertificates?: ReadonlyArray<string | Uint8Array>;
 }
 
 /** Where the operands were read: each one's file and containers, outermost first (containers/operand.ts: describeLayer). */

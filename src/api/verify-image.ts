@@ -8,6 +8,8 @@
  * - Without one, every target is verified against the root hash the image declares for it, or, when it declares
  *   none, against its own stored top block (consistency only). Either way the result is `authenticated: false`.
  * - No target at all is `no-verity`, with what was searched.
+ * - With trusted certificates (`--trusted-cert`), a claimed root hash whose signature verifies under one of them is
+ *   authenticated; any target left unauthenticated makes the image's status `unauthenticated`.
  * - A target the boot configuration declares and that cannot be checked (a missing partition, an unreadable
  *   initramfs) is listed as unresolved and makes the image's status `unresolved`: a gate must not pass an image
  *   whose protection it could not check.
@@ -22,11 +24,14 @@ import { nodeCryptoEngine } from '../threads/node-crypto-engine.js';
 import type { ImageOutcome, RootHashSource, TargetOutcome } from '../report/image.js';
 import { damagedFiles } from '../report/owners.js';
 import { verifyTree, type VerifyStatus } from '../tree/verify.js';
+import type { Certificate } from '../trust/certificates.js';
 import { withEngine } from './engine.js';
+import { judgeClaim, loadTrustedCertificates } from './trust.js';
 import { engineOptions, openOptions, passOptions, type VerifyOptions } from './options.js';
 import { expectedRootHash, type ExpectedRootHash } from './root-hash.js';
 
-const SEVERITY: Record<VerifyStatus | 'unresolved', number> = { ok: 0, corrupt: 1, 'root-mismatch': 2, unresolved: 3 };
+type Status = VerifyStatus | 'unresolved' | 'unauthenticated';
+const SEVERITY: Record<Status, number> = { ok: 0, unauthenticated: 1, corrupt: 2, 'root-mismatch': 3, unresolved: 4 };
 
 /** Verifies every dm-verity target of the image at `address` (see the module comment for the root hash rules). */
 export async function verifyImage(address: string, options: VerifyOptions = {}): Promise<ImageOutcome> {
@@ -36,6 +41,7 @@ export async function verifyImage(address: string, options: VerifyOptions = {}):
     });
   }
   const given = options.rootHash !== undefined || options.rootHashFile !== undefined ? await expectedRootHash(options) : null;
+  const certs = options.trustedCertificates?.length ? await loadTrustedCertificates(options.trustedCertificates) : null;
   const operand = await openOperand(address, openOptions(options));
   try {
     const disk = operand.source;
@@ -59,9 +65,14 @@ export async function verifyImage(address: string, options: VerifyOptions = {}):
       }
     }
     const outcomes: TargetOutcome[] = [];
-    for (const target of chosen) outcomes.push(await verifyTarget(address, target, given, options));
-    const statuses = [...outcomes.map((t) => t.status), ...(search.unresolved.length > 0 ? (['unresolved'] as const) : [])];
-    const worst = statuses.reduce<VerifyStatus | 'unresolved'>((w, s) => (SEVERITY[s] > SEVERITY[w] ? s : w), 'ok');
+    for (const target of chosen) outcomes.push(await verifyTarget(address, target, given, certs, options));
+    const statuses: Status[] = [
+      ...outcomes.map((t) => t.status),
+      ...(search.unresolved.length > 0 ? (['unresolved'] as const) : []),
+      // With trusted certificates, a root hash they do not vouch for fails the image even when its tree matches it.
+      ...(certs && outcomes.some((t) => !t.rootHash.authenticated) ? (['unauthenticated'] as const) : []),
+    ];
+    const worst = statuses.reduce<Status>((w, s) => (SEVERITY[s] > SEVERITY[w] ? s : w), 'ok');
     return { ...base, status: worst, targets: outcomes, note: null };
   } finally {
     await operand.close();
@@ -72,6 +83,7 @@ async function verifyTarget(
   address: string,
   target: VerityTarget,
   given: ExpectedRootHash | null,
+  certs: readonly Certificate[] | null,
   options: VerifyOptions,
 ): Promise<TargetOutcome> {
   const { tree } = target;
@@ -82,7 +94,9 @@ async function verifyTarget(
   const rootHash: RootHashSource = given
     ? { from: 'given by the user', authenticated: true }
     : target.claim
-      ? { from: target.claim.from, authenticated: false, ...(target.claim.signature ? { signature: target.claim.signature } : {}) }
+      ? certs
+        ? await judgeClaim(target.claim, certs)
+        : { from: target.claim.from, authenticated: false, ...(target.claim.signature ? { signature: `${target.claim.signature} (not checked)` } : {}) }
       : { from: 'none in the image: the tree was checked against its own top block', authenticated: false };
   const result = await withEngine(tree, engineOptions(options), (engine) =>
     verifyTree(tree, target.data, target.hash, expected, engine, {

@@ -19,6 +19,8 @@ export const EXIT = {
   BAD_INPUT: 4,
   /** `verify IMAGE`: the image holds no dm-verity target (not protected, as opposed to damaged or bad input). */
   NO_VERITY: 5,
+  /** `verify IMAGE --trusted-cert`: a root hash the image claims is not signed by a trusted certificate. */
+  UNAUTHENTICATED: 6,
   /** A bug in this tool; please report it. */
   INTERNAL: 70,
   /** Interrupted by SIGINT (128 + 2), after removing any temporary output. */

@@ -30,6 +30,7 @@ interface CommonFlags {
   uuid?: string;
   superblock: boolean;
   rootHashFile?: string;
+  trustedCert?: string[];
   json?: boolean;
   progress: boolean;
   engine: string;
@@ -139,6 +140,12 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       .argument('[hash]', 'hash device, file or address (read only); omit it to find the pair in the <data> image')
       .argument('[root-hash]', 'expected root hash, hex')
       .option('--root-hash-file <path>', 'read the expected root hash from this file')
+      .option(
+        '--trusted-cert <file>',
+        'verify <image>: a PEM or DER certificate whose signatures authenticate the root hashes the image claims; repeatable. ' +
+          'Every target must then be authenticated (exit 6 otherwise)',
+        (value: string, previous: string[] = []) => [...previous, value],
+      )
       .addHelpText(
         'after',
         '\nWith a superblock (the default) the tree parameters are read from it and the tree options above are\n' +
@@ -151,7 +158,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
           'DPS partition types and root-hash partition UUIDs, verity superblocks) and verified; a root hash the\n' +
           'image declares itself is reported as NOT AUTHENTICATED.\n\n' +
           'Exit codes: 0 clean, 1 bad parameters, 2 corrupted blocks, 3 root hash mismatch, 4 bad input (or a\n' +
-          'target the image declares that cannot be checked), 5 no dm-verity target in the image.',
+          'target the image declares that cannot be checked), 5 no dm-verity target in the image, 6 with\n' +
+          '--trusted-cert, a root hash the image claims that no trusted certificate signed.',
       ),
   ).action(async (data: string, hashArg: string | undefined, rootArg: string | undefined, f: CommonFlags) => {
     command = 'verify';
@@ -167,10 +175,16 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       ...treeOptions(f),
       rootHash,
       rootHashFile: f.rootHashFile,
+      trustedCertificates: f.trustedCert,
       engine: f.engine,
       threads: f.threads,
       onProgress: bar?.update,
     };
+    if (hash !== undefined && f.trustedCert !== undefined) {
+      throw new VerityError('E_PARAM', '--trusted-cert authenticates the root hashes an image claims: it applies to verify <image> only.', {
+        data: { field: 'trusted-cert' },
+      });
+    }
     if (hash === undefined) {
       // An image alone: every target it holds (api/verify-image.ts).
       const [{ verifyImage }, { imageVerifyJson, renderImageVerify }] = await Promise.all([
@@ -178,7 +192,14 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         import('../report/image.js'),
       ]);
       const r = await verifyImage(data, options).finally(() => bar?.done());
-      exitCode = r.status === 'no-verity' ? EXIT.NO_VERITY : r.status === 'unresolved' ? EXIT.BAD_INPUT : exitCodeForStatus(r.status);
+      exitCode =
+        r.status === 'no-verity'
+          ? EXIT.NO_VERITY
+          : r.status === 'unresolved'
+            ? EXIT.BAD_INPUT
+            : r.status === 'unauthenticated'
+              ? EXIT.UNAUTHENTICATED
+              : exitCodeForStatus(r.status);
       for (const t of r.targets) for (const w of t.warnings) err(`WARNING: ${t.name}: ${w}.\n`);
       out(json ? JSON.stringify(imageVerifyJson(r, exitCode, exitCodeForStatus), null, 2) + '\n' : renderImageVerify(r));
       return;

@@ -16,6 +16,8 @@ export interface VerityPair {
   hash: GptPartition;
   /** The partition of the signed root hash (`…-verity-sig`), when exactly one of this role and architecture exists. */
   signature: GptPartition | null;
+  /** Every signature partition of its role and architecture (A/B disks have one per slot: their JSON tells them apart). */
+  signatures: GptPartition[];
   /** `root-hash` when the partition GUIDs are the ones the root hash gives them (docs/disk-image-formats.md, "Discoverable Partitions"), `type` otherwise. */
   matchedBy: 'type' | 'root-hash';
 }
@@ -67,6 +69,7 @@ export function findVerityPairs(table: GptTable, rootHash?: Uint8Array | string)
             data: d,
             hash: h,
             signature: signatures.length === 1 ? signatures[0]! : null,
+            signatures,
             matchedBy: dataGuid !== null ? 'root-hash' : 'type',
           });
         }

@@ -14,13 +14,14 @@
  * Nothing here is trusted: a root hash the image declares is a claim, labelled with where it was found. A target
  * without one is checked for consistency only (tree/verify.ts: verifyTree with no expected root).
  */
-import { bytesEqual } from '../binary/bytes.js';
+import { bytesEqual, fromHex, toHex } from '../binary/bytes.js';
 import { VerityError } from '../errors.js';
 import { superblockParams } from '../format/options.js';
 import type { Superblock } from '../format/superblock.js';
 import type { HashEngine } from '../hash/engine.js';
 import { describePartition, partitionSource, type GptPartition, type GptTable } from '../image/gpt.js';
-import type { ByteSource } from '../io/source.js';
+import { readExactly, type ByteSource } from '../io/source.js';
+import { MAX_VERITY_SIG_PARTITION, parseVeritySigPartition, type VeritySigPartition } from '../trust/verity-sig.js';
 import { planTree, type TreePlan } from '../tree/plan.js';
 import { storedRoot } from '../tree/verify.js';
 import { bootTargets, findBootEntries } from './boot.js';
@@ -212,6 +213,7 @@ async function dpsTargets(
     }
     inDps.add(chosen.data.index);
     const claimed = byUuid.length === 1;
+    const signed = await signatureFor(disk, chosen.signatures, claimed ? root : null, out);
     out.targets.push({
       name: `${chosen.role} ${chosen.architecture}`,
       via: 'dps',
@@ -223,13 +225,48 @@ async function dpsTargets(
       hashOffset: 0,
       tree,
       claim: claimed
-        ? { bytes: root!, from: `the UUIDs of partitions #${chosen.data.index} and #${hashPart.index} (systemd's convention)` }
-        : null,
+        ? { bytes: root!, from: `the UUIDs of partitions #${chosen.data.index} and #${hashPart.index} (systemd's convention)`, ...signed.evidence }
+        : signed.root
+          ? { bytes: signed.root, from: `the DPS signature partition ${signed.where}`, ...signed.evidence }
+          : null,
       description:
         `data ${describePartition(chosen.data)}; hash ${describePartition(hashPart)} ` +
         `(DPS ${chosen.role} pair, matched by ${claimed ? 'the root-hash partition UUIDs' : 'type'})`,
     });
   }
+}
+
+/**
+ * The DPS signature partition (`…-verity-sig`, systemd-repart's `Verity=signature`) that signs `root`: its JSON names
+ * the root hash it signs. Without a root hash from the UUIDs, the only signature partition of the role gives one.
+ */
+async function signatureFor(
+  disk: ByteSource,
+  partitions: readonly GptPartition[],
+  root: Uint8Array | null,
+  out: TargetSearch,
+): Promise<{ evidence?: Pick<RootHashClaim, 'signature' | 'signatureBytes'>; root?: Uint8Array; where?: string }> {
+  const read: Array<{ partition: GptPartition; sig: VeritySigPartition }> = [];
+  for (const p of partitions) {
+    try {
+      if (p.size > MAX_VERITY_SIG_PARTITION) throw new VerityError('E_BAD_IMAGE', `it is larger than ${MAX_VERITY_SIG_PARTITION} bytes`);
+      const bytes = new Uint8Array(p.size);
+      await readExactly(partitionSource(disk, p), bytes, 0, 'Signature partition');
+      read.push({ partition: p, sig: parseVeritySigPartition(bytes) });
+    } catch (e) {
+      if (!(e instanceof VerityError) || e.code === 'E_INTERNAL') throw e;
+      out.skipped.push(`${describePartition(p)}: its verity signature cannot be read (${e.message})`);
+    }
+  }
+  const hex = root ? toHex(root) : null;
+  const match = hex ? read.find((r) => r.sig.rootHash === hex) : read.length === 1 ? read[0] : undefined;
+  if (!match) return {};
+  const where = `#${match.partition.index} "${match.partition.name}"`;
+  return {
+    evidence: { signature: `a signature in the DPS signature partition ${where}`, signatureBytes: match.sig.signature },
+    root: fromHex(match.sig.rootHash, 'root hash'),
+    where,
+  };
 }
 
 /** The DPS pairs of `hashPart` whose partition UUIDs `root` gives. */

@@ -14,9 +14,12 @@ import { renderVerify } from './text.js';
 export interface RootHashSource {
   /** "given by the user", where in the image it was found, or that the tree was checked against itself. */
   from: string;
-  /** True only for a root hash the user gave: one the image declares about itself proves nothing. */
+  /**
+   * True for a root hash the user gave, or one whose signature verified under a certificate the user trusts: one the
+   * image declares about itself proves nothing.
+   */
   authenticated: boolean;
-  /** A signature the image has for it, and that it was not checked. */
+  /** The signature the image has for it, and what checking it gave (or that it was not checked). */
   signature?: string;
 }
 
@@ -40,12 +43,13 @@ export interface TargetOutcome extends VerifyResult {
   files: DamagedFiles | null;
 }
 
-export type ImageStatus = VerifyStatus | 'no-verity' | 'unresolved';
+export type ImageStatus = VerifyStatus | 'no-verity' | 'unresolved' | 'unauthenticated';
 
 export interface ImageOutcome {
   /**
    * The worst of the targets' (`unresolved` when any declared target cannot be checked, then `root-mismatch`, then
-   * `corrupt`, then `ok`), or `no-verity` when the image declares none.
+   * `corrupt`, then `unauthenticated` when certificates were given and a root hash is not signed by one, then `ok`),
+   * or `no-verity` when the image declares none.
    */
   status: ImageStatus;
   image: { address: string; layers: string[] };
@@ -62,10 +66,9 @@ export interface ImageOutcome {
 
 function label(t: TargetOutcome): string {
   const root = toHex(t.expectedRoot);
-  return t.rootHash.authenticated
-    ? `root hash ${root} (given by the user)`
-    : `root hash ${root} from ${t.rootHash.from}; NOT AUTHENTICATED: the image vouches for itself` +
-        (t.rootHash.signature ? `; it has ${t.rootHash.signature}` : '');
+  const { from, authenticated, signature } = t.rootHash;
+  if (authenticated) return signature ? `root hash ${root} from ${from}; authenticated: ${signature}` : `root hash ${root} (${from})`;
+  return `root hash ${root} from ${from}; NOT AUTHENTICATED: the image vouches for itself${signature ? `; signature: ${signature}` : ''}`;
 }
 
 function unresolvedLines(r: ImageOutcome): string[] {

@@ -12,7 +12,7 @@ const SEED = 1;
 /** Cases per target, scaled to each target's cost (a VHDX case writes an 11 MiB file and replays its log). */
 const CASES: Record<string, number> = {
   superblock: 200, gpt: 80, 'vhd-fixed': 100, 'vhd-dynamic': 80, vhdx: 40, zip: 100, 'zip-vhdx': 10, 'zip-vhd': 15, zip64: 200,
-  ext4: 200, ext2: 200, fat: 300, initramfs: 300, grub: 300, pe: 300, cmdline: 300,
+  ext4: 200, ext2: 200, fat: 300, initramfs: 300, grub: 300, pe: 300, cmdline: 300, cms: 300, x509: 300,
 };
 
 const fuzzer = new Fuzzer(SEED);

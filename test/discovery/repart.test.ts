@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCaptured } from '../support/cli-harness.js';
-import { seeded } from '../support/os-images.js';
+import { makeSigner, opensslTool, seeded, type Signer } from '../support/os-images.js';
 import { findTool } from '../support/tools.js';
 
 const REPART = findTool('systemd-repart', '/usr/bin/systemd-repart', '/bin/systemd-repart');
@@ -46,14 +46,23 @@ function rootfs(name: string, seed: string): string {
 }
 
 /** Runs systemd-repart on the definitions `defs` (file name → text) and converts the result to a VHDX too. */
-function repart(name: string, defs: Record<string, string>): Made {
+function repart(name: string, defs: Record<string, string>, signer?: Signer): Made {
   const dir = join(work, `${name}-defs`);
   mkdirSync(dir, { recursive: true });
   for (const [file, text] of Object.entries(defs)) writeFileSync(join(dir, file), text);
   const raw = join(work, `${name}.raw`);
   const r = spawnSync(
     REPART!,
-    ['--empty=create', '--size=auto', '--dry-run=no', `--definitions=${dir}`, '--seed=0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0', '--json=short', raw],
+    [
+      '--empty=create',
+      '--size=auto',
+      '--dry-run=no',
+      `--definitions=${dir}`,
+      '--seed=0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0',
+      '--json=short',
+      ...(signer ? [`--private-key=${signer.key}`, `--certificate=${signer.cert}`] : []),
+      raw,
+    ],
     { encoding: 'utf8' },
   );
   expect(r.status, r.stderr).toBe(0);
@@ -65,9 +74,12 @@ function repart(name: string, defs: Record<string, string>): Made {
   return { raw, vhdx, roots };
 }
 
-const slot = (key: string, image: string, order: number) => ({
+const slot = (key: string, image: string, order: number, signed = false) => ({
   [`${order}0-root-${key}.conf`]: `[Partition]\nType=root\nLabel=root-${key}\nCopyBlocks=${image}\nVerity=data\nVerityMatchKey=${key}\n`,
   [`${order}1-verity-${key}.conf`]: `[Partition]\nType=root-verity\nLabel=verity-${key}\nVerity=hash\nVerityMatchKey=${key}\n`,
+  ...(signed
+    ? { [`${order}2-sig-${key}.conf`]: `[Partition]\nType=root-verity-sig\nLabel=sig-${key}\nVerity=signature\nVerityMatchKey=${key}\n` }
+    : {}),
 });
 
 beforeAll(() => {
@@ -125,5 +137,28 @@ describe.skipIf(SKIP !== '')(`systemd-repart disks${SKIP}`, () => {
       ['::1', 'ok', []],
       ['::3', 'corrupt', [100]],
     ]);
+  });
+
+  it.skipIf(!opensslTool)('A/B slots with signature partitions: each root hash is authenticated by the certificate repart signed with', async () => {
+    const vendor = makeSigner(join(work, 'keys'), 'repart vendor');
+    const other = makeSigner(join(work, 'keys'), 'not the vendor');
+    const made = repart('signed', { ...slot('a', rootfs('s-a', 'repart-sa'), 1, true), ...slot('b', rootfs('s-b', 'repart-sb'), 2, true) }, vendor);
+    for (const image of [made.raw, made.vhdx]) {
+      const r = await runCaptured(['verify', image, '--trusted-cert', vendor.cert, '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      const targets = JSON.parse(r.stdout).targets as Array<{ name: string; rootHash: { expected: string; authenticated: boolean; signature: string } }>;
+      expect(targets.map((t) => [t.name, t.rootHash.authenticated]).sort()).toEqual([
+        ['root x86-64 on "root-a"', true],
+        ['root x86-64 on "root-b"', true],
+      ]);
+      // Each slot's own signature partition: sig-a signs root-a's hash, sig-b root-b's.
+      for (const t of targets) {
+        const key = t.name.endsWith('"root-a"') ? 'a' : 'b';
+        expect(t.rootHash.signature).toMatch(new RegExp(`^a signature in the DPS signature partition #\\d+ "sig-${key}": valid, signed by CN=repart vendor`));
+        expect([...made.roots.values()]).toContain(t.rootHash.expected);
+      }
+    }
+    const wrong = await runCaptured(['verify', made.raw, '--trusted-cert', other.cert, '--json']);
+    expect(wrong.code).toBe(6);
   });
 });

@@ -14,6 +14,7 @@ import { renderInspect } from '../../src/report/inspect.js';
 import { rawDiskLayout, superblockLayout, vhdLayout, vhdxLayout, zipLayout } from './layouts.js';
 import { cmdlineSeed, grubSeed, peSeed, peSeedFields, runCmdline, runGrub, runPe } from '../fixtures/boot/fuzz-seeds.js';
 import { ext4Targets } from '../fs/ext4-fuzz.js';
+import { trustTargets } from '../trust/fuzz-target.js';
 import type { Field, Layout } from './mutate.js';
 
 const FIXTURES = new URL('../fixtures/fuzz/', import.meta.url);
@@ -521,6 +522,7 @@ export function targets(): Target[] {
     initramfsTarget(),
     ...bootTargets(),
     ...ext4Targets(),
+    ...trustTargets(),
   ];
   return cached;
 }
