@@ -4,12 +4,16 @@ import type { ZipArchive } from '../containers/zip.js';
 import { VerityError } from '../errors.js';
 import { SUPERBLOCK_SIZE } from '../format/params.js';
 import { superblockAt, surveyImage, type FoundSuperblock } from '../discovery/survey.js';
+import { findTargets, type TargetSearch } from '../discovery/targets.js';
+import type { ByteSource } from '../io/source.js';
 import { inspectReport, type InspectReport } from '../report/inspect.js';
+import { nodeCryptoEngine } from '../threads/node-crypto-engine.js';
 import { openOptions } from './options.js';
 
 /**
  * What the image at `address` holds: its containers, partitions, filesystems, verity superblocks and DPS pairs
- * (`verity inspect`). An address that ends at a zip archive lists its entries.
+ * (`verity inspect`); on a GPT disk also its boot entries and the targets `verify IMAGE` would check. An address that
+ * ends at a zip archive lists its entries.
  */
 export async function inspectImage(address: string, options: OpenOptions = {}): Promise<InspectReport> {
   const operand = await openOperand(address, { ...openOptions(options), stopAtArchive: true });
@@ -26,9 +30,24 @@ export async function inspectImage(address: string, options: OpenOptions = {}): 
       return inspectReport(address, layers, entries, { gpt: null, filesystems: [], superblocks: await entrySuperblocks(last.archive) });
     }
     const kind = operand.sizeKnown ? await detectContent(operand.source) : 'other';
-    return inspectReport(address, layers, null, await surveyImage(operand.source, kind === 'gpt'));
+    const survey = await surveyImage(operand.source, kind === 'gpt');
+    return inspectReport(address, layers, null, survey, survey.gpt ? await targetSearch(operand.source) : null);
   } finally {
     await operand.close();
+  }
+}
+
+/**
+ * The targets of a GPT disk as `verify IMAGE` finds them (the same call, with the same engine: api/verify-image.ts),
+ * with the boot entries read on the way. A disk whose boot configuration or pairs cannot be read is still inspected:
+ * the reason is reported as left out.
+ */
+async function targetSearch(disk: ByteSource): Promise<TargetSearch> {
+  try {
+    return await findTargets(disk, true, nodeCryptoEngine);
+  } catch (e) {
+    if (!(e instanceof VerityError) || e.code === 'E_INTERNAL') throw e;
+    return { targets: [], searched: [], skipped: [`the targets could not be searched for: ${e.message}`], unresolved: [], bootEntries: [] };
   }
 }
 

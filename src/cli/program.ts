@@ -15,8 +15,13 @@ import { hashFormat, integer } from './parsers.js';
 import { progressLine } from './progress.js';
 
 export interface CliIo {
-  stdout: { write(text: string): unknown };
+  stdout: { write(text: string): unknown; isTTY?: boolean };
   stderr: { write(text: string): unknown; isTTY?: boolean };
+}
+
+/** Colour on stdout: a terminal, unless NO_COLOR is set and not empty (no-color.org) or TERM is dumb. */
+function colourOn(io: CliIo): boolean {
+  return io.stdout.isTTY === true && !process.env.NO_COLOR && process.env.TERM !== 'dumb';
 }
 
 interface CommonFlags {
@@ -221,7 +226,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
 
   program
     .command('inspect')
-    .description('show the containers, partitions, filesystems and verity superblocks of an image')
+    .description('show the containers, partitions, filesystems and verity superblocks of an image; on a disk, its boot entries and the targets verify would check')
     .argument('<image>', 'image file or address (read only): raw, VHDX, VHD, zip, GPT disk or partition')
     .option('--json', 'print one JSON document (schemaVersion 1) on stdout')
     .action(async (image: string, f: { json?: boolean }) => {
@@ -229,7 +234,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       json = Boolean(f.json);
       const [{ inspectImage }, { renderInspect }] = await Promise.all([import('../api/inspect.js'), import('../report/inspect.js')]);
       const report = await inspectImage(image);
-      out(json ? JSON.stringify(report, null, 2) + '\n' : renderInspect(report));
+      out(json ? JSON.stringify(report, null, 2) + '\n' : renderInspect(report, { colour: colourOn(io) }));
     });
 
   program

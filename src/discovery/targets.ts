@@ -24,7 +24,7 @@ import { readExactly, type ByteSource } from '../io/source.js';
 import { MAX_VERITY_SIG_PARTITION, parseVeritySigPartition, type VeritySigPartition } from '../trust/verity-sig.js';
 import { planTree, type TreePlan } from '../tree/plan.js';
 import { storedRoot } from '../tree/verify.js';
-import { bootTargets, findBootEntries } from './boot.js';
+import { bootTargets, findBootEntries, type BootEntry } from './boot.js';
 import { identifyPartitions } from './devices.js';
 import { findVerityPairs } from './dps-pairs.js';
 import { superblockAt, surveyImage, type Survey } from './survey.js';
@@ -77,6 +77,8 @@ export interface TargetSearch {
   skipped: string[];
   /** Targets the boot configuration declares that cannot be checked. */
   unresolved: UnresolvedTarget[];
+  /** The boot entries read (recovery ones included), for a report of why these targets: none without a GPT. */
+  bootEntries: BootEntry[];
 }
 
 /**
@@ -94,13 +96,14 @@ export async function findTargets(disk: ByteSource, isGpt: boolean, engine: Hash
 
 async function search(disk: ByteSource, isGpt: boolean, engine: HashEngine, hint?: Uint8Array): Promise<TargetSearch> {
   const survey = await surveyImage(disk, isGpt);
-  const out: TargetSearch = { targets: [], searched: [], skipped: [], unresolved: [] };
+  const out: TargetSearch = { targets: [], searched: [], skipped: [], unresolved: [], bootEntries: [] };
   const table = survey.gpt;
   if (table) {
     // The boot configuration first: what the system itself sets up. The other rules only when it names nothing
     // that can be checked (what it names and cannot be checked stays in the report).
     const devices = await identifyPartitions(disk, table);
     const boot = await findBootEntries(disk, devices);
+    out.bootEntries = boot.entries;
     out.searched.push(...boot.searched);
     const { targets, unresolved } = await bootTargets(disk, boot.entries, devices, boot.problems);
     out.targets.push(...targets);
