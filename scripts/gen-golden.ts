@@ -1,9 +1,12 @@
 /**
  * Golden-vector generator: runs the REAL `veritysetup format` over a deterministic parameter matrix and records what it
- * produced (root hash, whole hash image digest, exact stdout) in test/golden/vectors.json.
+ * produced (root hash, whole hash image digest, exact stdout) in test/golden/vectors.json, and the same with
+ * `--fec-device` (plus the digest of the parity wherever it went) in test/golden/fec-vectors.json.
  *
- *   npx tsx scripts/gen-golden.ts                 # writes test/golden/vectors.json
- *   npx tsx scripts/gen-golden.ts --out FILE      # writes elsewhere (e.g. to check determinism)
+ *   npx tsx scripts/gen-golden.ts                 # writes test/golden/vectors.json and fec-vectors.json
+ *   npx tsx scripts/gen-golden.ts --out FILE      # writes the tree vectors elsewhere (e.g. to check determinism)
+ *   npx tsx scripts/gen-golden.ts --fec-out FILE  # writes the FEC vectors elsewhere
+ *   npx tsx scripts/gen-golden.ts --only tree     # only one of the two files ("tree" or "fec")
  *   npx tsx scripts/gen-golden.ts --dry-run       # lists the matrix without running veritysetup
  *   VERITYSETUP=/path/to/veritysetup npx tsx scripts/gen-golden.ts
  *
@@ -16,15 +19,27 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, sta
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { computeGeometry } from '../src/format/geometry.js';
 import { makeData, type Fill } from '../test/support/data.js';
+import { fecPaths } from '../test/support/fec-layout.js';
 import { Rng } from '../test/support/rng.js';
-import { GOLDEN_HASHES, type CaseOptions, type CaseSpec, type GoldenCase, type GoldenHash } from '../test/golden/types.js';
+import {
+  GOLDEN_HASHES,
+  type CaseOptions,
+  type CaseSpec,
+  type FecCaseSpec,
+  type FecGoldenCase,
+  type FecLayout,
+  type GoldenCase,
+  type GoldenHash,
+} from '../test/golden/types.js';
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Constants
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const DEFAULT_OUT = join(ROOT, 'test', 'golden', 'vectors.json');
+const DEFAULT_FEC_OUT = join(ROOT, 'test', 'golden', 'fec-vectors.json');
 const VERITYSETUP = process.env.VERITYSETUP ?? (existsSync('/usr/sbin/veritysetup') ? '/usr/sbin/veritysetup' : 'veritysetup');
 
 const KiB = 1024;
@@ -550,6 +565,245 @@ function runCase(spec: CaseSpec): GoldenCase | Failure {
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
+// FEC cases (test/golden/fec-vectors.json): the three layouts veritysetup supports (and the parity in the data file),
+// roots 2, 3, 8 and 24, 512- and 4096-byte blocks, and hash files with bytes of their own after the tree.
+
+interface FecEdge {
+  name?: string;
+  layout: FecLayout;
+  roots: number;
+  /** Data and hash block size (FEC needs them equal). */
+  bs: number;
+  /** Covered data blocks (= --data-blocks when the file holds more, and always in the one-device layout). */
+  blocks: number;
+  fileBlocks?: number;
+  tail?: number;
+  hash?: HashName;
+  format?: 0 | 1;
+  salt?: string;
+  sb?: boolean;
+  /** Hash offset (separate, hash-device and data-device layouts). */
+  offset?: number;
+  /** The parity's distance past the tree end (hash-device, one-device) or past the data file (data-device), in blocks. */
+  gapBlocks?: number;
+  /** --fec-offset of a separate FEC file. */
+  fecOffset?: number;
+  /** Bytes in the hash file before format. */
+  prefill?: number;
+  fill?: Fill;
+}
+
+function treeEnd(o: CaseOptions, dataBlocks: number): number {
+  return computeGeometry({
+    hashType: o.format,
+    algorithm: o.hash,
+    dataBlockSize: o.dataBlockSize,
+    hashBlockSize: o.hashBlockSize,
+    dataBlocks,
+    salt: new Uint8Array(0),
+    uuid: null,
+    superblock: !o.noSuperblock,
+    hashOffset: o.hashOffset,
+  }).hashDeviceSize;
+}
+
+function fecCases(): FecCaseSpec[] {
+  const rng = new Rng(0xfec5eed);
+  const E: FecEdge[] = [];
+  // Example A with the default 2 roots: veritysetup-format.md §5.2 (73728 bytes of parity).
+  E.push({ name: 'fec-example-a', layout: 'separate', roots: 2, bs: 4096, blocks: 2048, fill: 'zero', salt: UPSTREAM_SALT });
+  // The core matrix: every layout × block size × roots, sizes drawn so that the round count varies.
+  for (const layout of ['separate', 'hash-device', 'one-device'] as const) {
+    for (const bs of [512, 4096]) {
+      for (const roots of [2, 3, 8, 24]) {
+        const blocks = bs === 512 ? rng.int(300, 3000) : rng.int(100, 800);
+        E.push({ layout, roots, bs, blocks, gapBlocks: layout === 'separate' ? undefined : 0 });
+      }
+    }
+  }
+  // A separate hash file holding bytes of its own after the tree (covered to its end, a partial last block not).
+  E.push({ layout: 'separate', roots: 2, bs: 4096, blocks: 500, prefill: 200 * 4096 + 1000 });
+  E.push({ layout: 'separate', roots: 8, bs: 512, blocks: 1500, prefill: 300 * 512 });
+  // A pre-filled hash file shorter than the tree: the tree extends it.
+  E.push({ layout: 'separate', roots: 3, bs: 4096, blocks: 600, prefill: 3 * 4096 + 17 });
+  // Parity on the hash device past foreign bytes after the tree (covered up to the FEC offset).
+  E.push({ layout: 'hash-device', roots: 2, bs: 4096, blocks: 700, gapBlocks: 5, prefill: 40 * 4096 });
+  E.push({ layout: 'hash-device', roots: 24, bs: 512, blocks: 2000, gapBlocks: 30, prefill: 400 * 512 });
+  // A separate FEC file with the parity at an offset (the file starts with a hole).
+  E.push({ layout: 'separate', roots: 3, bs: 4096, blocks: 400, fecOffset: 3 * 4096 });
+  // Parity in the data file after the data, hash file separate.
+  E.push({ layout: 'data-device', roots: 2, bs: 4096, blocks: 333, gapBlocks: 0 });
+  E.push({ layout: 'data-device', roots: 8, bs: 512, blocks: 1234, fileBlocks: 1240, tail: 77, gapBlocks: 2 });
+  // One device with a gap between the tree and the parity, which the first round reads after the parity grew the file.
+  E.push({ layout: 'one-device', roots: 2, bs: 4096, blocks: 2048, gapBlocks: 2 });
+  // No superblock; a hash offset with a superblock; format 0, sha1, sha512.
+  E.push({ layout: 'separate', roots: 2, bs: 4096, blocks: 900, sb: false });
+  E.push({ layout: 'hash-device', roots: 3, bs: 4096, blocks: 900, sb: false, offset: 8192, gapBlocks: 0 });
+  E.push({ layout: 'separate', roots: 8, bs: 4096, blocks: 640, offset: 12800 });
+  E.push({ layout: 'hash-device', roots: 2, bs: 512, blocks: 1600, offset: 1 * MiB + 512, gapBlocks: 0, hash: 'sha1', format: 0 });
+  E.push({ layout: 'one-device', roots: 24, bs: 4096, blocks: 300, hash: 'sha512', fill: 'mixed', gapBlocks: 0 });
+  // One data block: no tree, so the covered area is the data block alone (the new hash file is still empty).
+  E.push({ layout: 'separate', roots: 2, bs: 4096, blocks: 1 });
+  E.push({ layout: 'separate', roots: 5, bs: 512, blocks: 1, sb: false });
+  // The covered area a whole number of rounds: 501 data blocks + a tree of 4 + 1 blocks = 506 = 2 × 253.
+  E.push({ layout: 'separate', roots: 2, bs: 4096, blocks: 501 });
+  // --data-blocks smaller than the file, a trailing partial block.
+  E.push({ layout: 'separate', roots: 3, bs: 512, blocks: 2500, fileBlocks: 2503, tail: 300 });
+
+  return E.map((e, i) => {
+    const hash = e.hash ?? 'sha256';
+    const format = e.format ?? 1;
+    const sb = e.sb ?? true;
+    const fileBlocks = e.fileBlocks ?? e.blocks;
+    const tailBytes = e.tail ?? 0;
+    const salt = e.salt ?? rng.hex(32);
+    const uuid = rng.uuid();
+    const oneDevice = e.layout === 'one-device';
+    const fileSize = fileBlocks * e.bs + tailBytes;
+    const hashOffset = oneDevice ? roundUp(fileSize, Math.max(4096, e.bs)) : (e.offset ?? 0);
+    const options: CaseOptions = {
+      hash,
+      format,
+      dataBlockSize: e.bs,
+      hashBlockSize: e.bs,
+      salt,
+      uuid: sb ? uuid : null,
+      noSuperblock: !sb,
+      hashOffset,
+      dataBlocks: oneDevice || fileBlocks !== e.blocks ? e.blocks : null,
+      sameFile: oneDevice,
+    };
+    const gap = (e.gapBlocks ?? 0) * e.bs;
+    const fecOffset =
+      e.layout === 'hash-device' || e.layout === 'one-device'
+        ? treeEnd(options, e.blocks) + gap
+        : e.layout === 'data-device'
+          ? roundUp(fileSize, e.bs) + gap
+          : (e.fecOffset ?? 0);
+    const spec = {
+      data: { blocks: fileBlocks, blockSize: e.bs, tailBytes, fill: e.fill ?? 'random', seed: rng.seed() },
+      options: {
+        ...options,
+        fecRoots: e.roots,
+        fecOffset,
+        layout: e.layout,
+        hashPrefill: e.prefill === undefined ? null : { bytes: e.prefill, seed: rng.seed() },
+      },
+    };
+    const extras = [
+      e.prefill !== undefined ? `prefill${e.prefill}` : '',
+      e.gapBlocks ? `gap${e.gapBlocks}` : '',
+      e.fecOffset ? `fecoff${e.fecOffset}` : '',
+    ].filter(Boolean);
+    const name = e.name ?? [`fec${String(i).padStart(3, '0')}-${e.layout}-r${e.roots}-${autoName('b', spec).slice(2)}`, ...extras].join('-');
+    return { name, ...spec };
+  });
+}
+
+function fileDigest(path: string): { size: number; sha256: string } {
+  const bytes = readFileSync(path);
+  return { size: bytes.length, sha256: sha256(bytes) };
+}
+
+function runFecCase(spec: FecCaseSpec): FecGoldenCase | Failure {
+  const dir = mkdtempSync(join(tmpdir(), 'gen-golden-fec-'));
+  try {
+    const o = spec.options;
+    const paths = fecPaths(o.layout, dir);
+    writeFileSync(paths.data, makeData(spec.data));
+    if (o.hashPrefill) {
+      writeFileSync(paths.hash, makeData({ blocks: 0, blockSize: 1, tailBytes: o.hashPrefill.bytes, fill: 'random', seed: o.hashPrefill.seed }));
+    }
+    const args = buildArgs(o, paths.data, paths.hash);
+    args.push(`--fec-device=${paths.fec}`, `--fec-roots=${o.fecRoots}`);
+    if (o.fecOffset !== 0) args.push(`--fec-offset=${o.fecOffset}`);
+    // One placeholder per distinct file: <HASH> for a FEC on the hash device, <DATA> for everything on one device.
+    const named: [string, string][] = [[paths.data, '<DATA>']];
+    if (paths.hash !== paths.data) named.push([paths.hash, '<HASH>']);
+    if (paths.fec !== paths.data && paths.fec !== paths.hash) named.push([paths.fec, '<FEC>']);
+    const placeholders = (text: string) => named.reduce((t, [path, name]) => t.split(path).join(name), text);
+    let stdout: string;
+    try {
+      stdout = execFileSync(VERITYSETUP, args, {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, LC_ALL: 'C', LANG: 'C' },
+        maxBuffer: 16 * MiB,
+      });
+    } catch (err) {
+      const e = err as { status?: number | null; stderr?: string; message?: string };
+      return { name: spec.name, args: args.map(placeholders), status: e.status ?? null, stderr: placeholders(e.stderr || String(e.message)) };
+    }
+    const rootMatch = /^Root hash:\s*([0-9a-f]+)$/m.exec(stdout);
+    if (!rootMatch) throw new Error(`${spec.name}: no Root hash line in stdout:\n${stdout}`);
+    if (!stdout.includes(`FEC RS roots:   \t${o.fecRoots}\n`)) throw new Error(`${spec.name}: no FEC lines in stdout:\n${stdout}`);
+    const cleanStdout = stdout.split(paths.hash).join('<HASH>');
+    if (cleanStdout.includes(dir)) throw new Error(`${spec.name}: temp path left in stdout`);
+    return {
+      name: spec.name,
+      data: spec.data,
+      options: o,
+      args: args.map(placeholders),
+      rootHash: rootMatch[1] as string,
+      hashImage: fileDigest(paths.hash),
+      fecImage: o.layout === 'separate' ? fileDigest(paths.fec) : null,
+      dataImage: o.layout === 'data-device' ? fileDigest(paths.data) : null,
+      stdout: cleanStdout,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function serialiseFec(doc: { generator: string; veritysetup: string; cases: FecGoldenCase[] }): string {
+  const caseText = (c: FecGoldenCase) => {
+    const keys = ['name', 'data', 'options', 'args', 'rootHash', 'hashImage', 'fecImage', 'dataImage', 'stdout'] as const;
+    return `    {\n${keys.map((k) => `      ${JSON.stringify(k)}: ${JSON.stringify(c[k])}`).join(',\n')}\n    }`;
+  };
+  return (
+    '{\n' +
+    `  "generator": ${JSON.stringify(doc.generator)},\n` +
+    `  "veritysetup": ${JSON.stringify(doc.veritysetup)},\n` +
+    `  "cases": [\n${doc.cases.map(caseText).join(',\n')}\n  ]\n` +
+    '}\n'
+  );
+}
+
+function writeAtomically(out: string, text: string): void {
+  JSON.parse(text); // sanity: well formed
+  const tmp = `${out}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, out);
+}
+
+function generateFec(out: string, version: string, dryRun: boolean): void {
+  const specs = fecCases();
+  const names = new Set<string>();
+  for (const s of specs) {
+    if (names.has(s.name)) throw new Error(`duplicate case name ${s.name}`);
+    names.add(s.name);
+  }
+  console.log(`FEC matrix: ${specs.length} cases`);
+  if (dryRun) {
+    for (const s of specs) console.log(s.name);
+    return;
+  }
+  const cases: FecGoldenCase[] = [];
+  const failures: Failure[] = [];
+  for (const spec of specs) {
+    const r = runFecCase(spec);
+    if ('rootHash' in r) cases.push(r);
+    else {
+      failures.push(r);
+      console.log(`FAILED (exit ${r.status}) ${r.name}: ${r.stderr.trim()}\n  veritysetup ${r.args.join(' ')}`);
+    }
+  }
+  const text = serialiseFec({ generator: 'scripts/gen-golden.ts', veritysetup: version, cases });
+  writeAtomically(out, text);
+  console.log(`wrote ${out}: ${cases.length} cases, ${text.length} bytes, ${failures.length} not recorded`);
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
 // JSON output: one key per line for each case, nested values compact (keeps the file small and diffs readable).
 
 function serialise(doc: { generator: string; veritysetup: string; cases: GoldenCase[] }): string {
@@ -570,12 +824,21 @@ function serialise(doc: { generator: string; veritysetup: string; cases: GoldenC
 
 function main(): void {
   const argv = process.argv.slice(2);
-  const outIdx = argv.indexOf('--out');
-  const out = outIdx >= 0 && argv[outIdx + 1] ? resolve(argv[outIdx + 1] as string) : DEFAULT_OUT;
+  const flag = (name: string) => {
+    const at = argv.indexOf(name);
+    return at >= 0 ? argv[at + 1] : undefined;
+  };
+  const out = resolve(flag('--out') ?? DEFAULT_OUT);
+  const only = flag('--only');
+  if (only !== undefined && only !== 'tree' && only !== 'fec') throw new Error('--only takes "tree" or "fec"');
   const started = Date.now();
 
-  const version = (execFileSync(VERITYSETUP, ['--version'], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } }).split('\n')[0] ?? '').trimEnd();
+  const version = argv.includes('--dry-run')
+    ? '(dry run)'
+    : (execFileSync(VERITYSETUP, ['--version'], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } }).split('\n')[0] ?? '').trimEnd();
   console.log(`veritysetup: ${VERITYSETUP} (${version})`);
+  if (only !== 'tree') generateFec(resolve(flag('--fec-out') ?? DEFAULT_FEC_OUT), version, argv.includes('--dry-run'));
+  if (only === 'fec') return;
 
   const { rows, uncovered } = pairwiseDesign(0x7e571e55);
   const specs = [...edgeCases(), ...rows.map((r, i) => concretise(r, i))];
@@ -613,10 +876,7 @@ function main(): void {
 
   const doc = { generator: 'scripts/gen-golden.ts', veritysetup: version, cases };
   const text = serialise(doc);
-  JSON.parse(text); // sanity: well formed
-  const tmp = `${out}.tmp-${process.pid}`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, out);
+  writeAtomically(out, text);
 
   const secs = ((Date.now() - started) / 1000).toFixed(1);
   console.log(`wrote ${out}: ${cases.length} cases, ${text.length} bytes, ${failures.length} not recorded, ${secs} s`);

@@ -46,7 +46,10 @@ export { buildTree, formatImage, writeSuperblock, type BuildResult } from './tre
 export { verifyTree, type LevelReport, type VerifyResult, type VerifyStatus } from './tree/verify.js';
 export type { Progress, PassOptions } from './tree/progress.js';
 export { RangeSet, type BlockRange } from './tree/ranges.js';
-export { renderHeader, renderVerify } from './report/text.js';
+export { renderHeader, renderVerify, type FecReport } from './report/text.js';
+export { computeFecGeometry, checkFecParams, type FecGeometry, type FecGeometryInput, type FecPlacement } from './fec/geometry.js';
+export { createRsEncoder, DEFAULT_ROOTS, MAX_ROOTS, MIN_ROOTS, type RsEncoder } from './fec/rs.js';
+export { encodeFec, type FecEncodeOptions, type FecInputs } from './fec/encode.js';
 export { SCHEMA_VERSION, dumpJson, formatJson, verifyJson } from './report/json.js';
 export { sliceSource } from './io/slice.js';
 export { openVhd, type VhdImage } from './image/vhd.js';

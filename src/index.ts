@@ -5,11 +5,11 @@ export { ENGINE_NAMES, ENGINES, openEngine, type EngineName, type EngineOptions,
 export { createHashPool } from './threads/hash-pool.js';
 export { openOperand, splitAddress, describeLayer, detectContent, type Operand, type Layer, type OpenOptions } from './containers/operand.js';
 export { openZip, type ZipArchive, type ZipEntryInfo } from './containers/zip.js';
-export { formatFiles, type FormatResult } from './api/format.js';
+export { formatFiles, type FecResult, type FormatResult } from './api/format.js';
 export { verifyFiles, type VerifyOutcome } from './api/verify.js';
 export { verifyImage } from './api/verify-image.js';
 export { dumpFile, type DumpResult } from './api/dump.js';
 export { inspectImage } from './api/inspect.js';
 export { readRootHashFile } from './api/root-hash.js';
-export type { FormatOptions, RunOptions, Sources, VerifyOptions } from './api/options.js';
+export type { FecOptions, FormatOptions, RunOptions, Sources, VerifyOptions } from './api/options.js';
 export { EXIT } from './cli/exit-codes.js';

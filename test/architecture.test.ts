@@ -23,6 +23,8 @@ const LAYERS: Record<string, number> = {
   fs: 2,
   // Root-hash signatures (CMS over DER) and trusted certificates, with Web Crypto.
   trust: 2,
+  // Forward error correction: GF(2^8), the Reed–Solomon encoder and the FEC layout over byte sources.
+  fec: 2,
   // Above fs: filesystems.ts probes volumes with the ext4 superblock the ext4 reader declares.
   image: 3,
   tree: 3,

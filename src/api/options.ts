@@ -11,8 +11,18 @@ import type { PassOptions } from '../tree/progress.js';
 /** What every command that hashes takes besides the tree: progress and cancellation, the engine, stdin. */
 export interface RunOptions extends PassOptions, EngineOptions, OpenOptions {}
 
+/** Forward error correction (Reed–Solomon parity over the data and the hash device), as veritysetup's `--fec-*`. */
+export interface FecOptions {
+  /** Where to write the parity: a file of its own, the hash file (with `fecOffset` after the tree) or the data file. */
+  fecDevice?: string;
+  /** Byte offset of the parity on the FEC device, a whole number of blocks (default 0). */
+  fecOffset?: number;
+  /** Parity bytes per 255-byte codeword, 2 to 24 (default 2). */
+  fecRoots?: number;
+}
+
 /** Options of `formatFiles`. */
-export interface FormatOptions extends TreeOptions, RunOptions {
+export interface FormatOptions extends TreeOptions, RunOptions, FecOptions {
   /** Also write the root hash, as lower-case hex without a newline, to this file. */
   rootHashFile?: string;
 }

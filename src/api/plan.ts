@@ -5,17 +5,20 @@
  * the plan and their own part of the options (options.ts), never the whole options bag.
  */
 import type { Stats } from 'node:fs';
+import { resolve } from 'node:path';
 import { describeLayer, openOperand, splitAddress, withPath, type Operand } from '../containers/operand.js';
 import { VerityError } from '../errors.js';
-import { createAtomic, statOrNull } from '../files/files.js';
+import { checkFecParams, computeFecGeometry, type FecGeometry, type FecPlacement } from '../fec/geometry.js';
+import { DEFAULT_ROOTS } from '../fec/rs.js';
+import { createAtomic, openFileSource, sameFile, statOrNull } from '../files/files.js';
 import { formatParams, ignoredOptions, superblockParams, verifyParams } from '../format/options.js';
 import { SUPERBLOCK_SIZE, type VerityParams } from '../format/params.js';
 import { parseSuperblock, type Superblock } from '../format/superblock.js';
 import { readExactly, type ByteSource } from '../io/source.js';
 import { checkDataSize } from '../tree/build.js';
 import { planTree, type TreePlan } from '../tree/plan.js';
-import { openOptions, type FormatOptions, type Sources, type VerifyOptions } from './options.js';
-import { checkOverlap, placement } from './overlap.js';
+import { openOptions, type FecOptions, type FormatOptions, type Sources, type VerifyOptions } from './options.js';
+import { checkOverlap, placement, type Placement } from './overlap.js';
 import { expectedRootHash } from './root-hash.js';
 
 /** What `format` runs: a checked tree over an open data operand, and where its output goes. Close it when done. */
@@ -27,8 +30,21 @@ export interface FormatPlan {
   existing: Stats | null;
   /** Where to write the root hash too; already checked to be creatable. */
   rootHashFile: string | undefined;
+  /** The FEC parity to write after the tree, when asked for. */
+  fec: FecPlan | null;
   sources: Pick<Sources, 'data'>;
   close(): Promise<void>;
+}
+
+/** Where the FEC parity goes and what it covers, worked out before anything is written. */
+export interface FecPlan {
+  /** The FEC device as given. */
+  path: string;
+  /** On the hash device (written with the tree), in the data file, or in a file of its own. */
+  placement: FecPlacement;
+  geometry: FecGeometry;
+  /** The FEC file when it exists and is not the hash device: updated in place, keeping its other bytes. */
+  existing: Stats | null;
 }
 
 /**
@@ -56,6 +72,7 @@ export async function planFormat(dataAddress: string, hashPath: string, options:
     const placed = placement(dataAddress, operand);
     if (existing && placed) checkOverlap(tree, placed, { name: hashPath, file: existing, at: 0, partition: false }, true);
     checkDataSize(tree.params, data, dataAddress);
+    const fec = await planFec(options, tree, { dataAddress, data, placed, hashPath, existing });
     if (options.rootHashFile !== undefined) {
       const path = options.rootHashFile;
       if ((await statOrNull(path))?.isDirectory()) {
@@ -70,6 +87,7 @@ export async function planFormat(dataAddress: string, hashPath: string, options:
       hashPath,
       existing,
       rootHashFile: options.rootHashFile,
+      fec,
       sources: { data: operand.layers.map(describeLayer) },
       close: () => operand.close(),
     };
@@ -77,6 +95,116 @@ export async function planFormat(dataAddress: string, hashPath: string, options:
     await operand.close();
     throw e;
   }
+}
+
+/** What planFec knows of the other two operands. */
+interface FecContext {
+  dataAddress: string;
+  data: ByteSource;
+  /** Where the data lies in its file; null for stdin. */
+  placed: Placement | null;
+  hashPath: string;
+  /** The hash file when it exists (it is then updated in place). */
+  existing: Stats | null;
+}
+
+/**
+ * Plans the FEC parity of a format: the device it goes to, what it covers (fec/geometry.ts) and the checks that it
+ * overlaps neither the data nor the tree. The covered part of a separate hash device ends where that device ends
+ * once the tree is written, which is known now: the tree's end for a new file, else the larger of the file's size and
+ * what format writes into it (the cleared superblock, the tree).
+ */
+async function planFec(options: FecOptions, tree: TreePlan, ctx: FecContext): Promise<FecPlan | null> {
+  const { params, geometry: treeGeometry } = tree;
+  if (options.fecDevice === undefined) {
+    const given = options.fecOffset !== undefined ? 'fecOffset' : options.fecRoots !== undefined ? 'fecRoots' : null;
+    if (given === null) return null;
+    throw new VerityError('E_PARAM', `--${given === 'fecOffset' ? 'fec-offset' : 'fec-roots'} needs --fec-device.`, {
+      data: { field: given },
+    });
+  }
+  const path = options.fecDevice;
+  const fecFile = await statOrNull(path);
+  if (!fecFile && splitAddress(path).steps.length > 0) {
+    throw new VerityError('E_UNSUPPORTED', `Cannot write FEC parity into ${path}: format writes a file or block device, not into a container.`, {
+      data: { path },
+    });
+  }
+  if (fecFile?.isDirectory()) throw new VerityError('E_NO_FILE', `${path} is a directory, not a file or block device.`, { data: { path } });
+  if (ctx.data.sequential) {
+    throw new VerityError(
+      'E_UNSUPPORTED',
+      `FEC reads the data out of order, and ${ctx.dataAddress} can only be read front to back (a stream or a compressed entry); ` +
+        'give it as a file.',
+      { data: { path: ctx.dataAddress } },
+    );
+  }
+  const onHash = resolve(path) === resolve(ctx.hashPath) || (fecFile !== null && ctx.existing !== null && sameFile(fecFile, ctx.existing));
+  const inData = fecFile !== null && ctx.placed !== null && sameFile(fecFile, ctx.placed.file);
+  const fecOffset = options.fecOffset ?? 0;
+  const roots = options.fecRoots ?? DEFAULT_ROOTS;
+  checkFecParams({ roots, dataBlockSize: params.dataBlockSize, hashBlockSize: params.hashBlockSize, fecOffset });
+  const treeEnd = treeGeometry.hashDeviceSize;
+  if (onHash && fecOffset < treeEnd) {
+    // veritysetup checks this only when --data-blocks is given (its overlap test uses the tree size of 0 data blocks
+    // otherwise) and then lets the parity overwrite the tree. The kernel also refuses FEC that does not cover the tree,
+    // so the parity cannot go before it either.
+    throw new VerityError(
+      'E_OVERLAP',
+      `Hash area overlaps with FEC area: on ${ctx.hashPath} the hash tree ends at byte ${treeEnd} and the FEC area must ` +
+        `start there or later; --fec-offset is ${fecOffset}.`,
+      { data: { path, field: 'fecOffset', expected: treeEnd, actual: fecOffset } },
+    );
+  }
+  const geometry = computeFecGeometry({
+    roots,
+    dataBlockSize: params.dataBlockSize,
+    hashBlockSize: params.hashBlockSize,
+    dataBlocks: params.dataBlocks,
+    hashStartBlock: treeGeometry.hashStartBlock,
+    fecOffset,
+    onHashDevice: onHash,
+    hashDeviceSize: onHash ? 0 : await hashSizeAfterTree(tree, ctx.hashPath, ctx.existing),
+  });
+  const fecEnd = fecOffset + geometry.parityBytes;
+  if (inData && ctx.placed) {
+    const { at, name } = ctx.placed;
+    if (at === null) {
+      throw new VerityError(
+        'E_OVERLAP',
+        `Data area overlaps with FEC area: ${name} is inside a container in ${path}, so the FEC area cannot be placed beside it; use another file.`,
+        { data: { path } },
+      );
+    }
+    const dataEnd = at + params.dataBlocks * params.dataBlockSize;
+    if (fecOffset < dataEnd && at < fecEnd) {
+      throw new VerityError(
+        'E_OVERLAP',
+        `Data area overlaps with FEC area: in ${path} the data covers bytes ${at}..${dataEnd} and the FEC area bytes ` +
+          `${fecOffset}..${fecEnd}.`,
+        { data: { path, field: 'fecOffset', expected: dataEnd, actual: fecOffset } },
+      );
+    }
+  }
+  const placement: FecPlacement = onHash ? 'hash-device' : inData ? 'data-device' : 'separate';
+  if (placement === 'separate' && !fecFile) {
+    // As for the root hash file: prove now that the FEC file can be created at the end.
+    await (await createAtomic(path)).abort();
+  }
+  return { path, placement, geometry, existing: onHash ? null : fecFile };
+}
+
+/** The size of the hash device once the tree is written into it, before the superblock (api/format.ts). */
+async function hashSizeAfterTree(tree: TreePlan, hashPath: string, existing: Stats | null): Promise<number> {
+  const { params, geometry } = tree;
+  const written = geometry.levels.length > 0 ? geometry.hashDeviceSize : 0;
+  if (!existing) return written;
+  // Block devices report their size through the file source (sysfs), not stat.
+  const source = await openFileSource(hashPath);
+  const size = source.size;
+  await source.close();
+  // In place, the old superblock is cleared first (api/format.ts: updateInPlace).
+  return Math.max(size, params.superblock ? params.hashOffset + SUPERBLOCK_SIZE : 0, written);
 }
 
 /** What `verify` runs: a checked tree, the two sources it reads and the root hash it expects. Close it when done. */

@@ -11,8 +11,8 @@ function removeTemporariesAndExit(): void {
   process.stderr.write(
     inPlace.length === 0
       ? '\nverity: interrupted; no output was left behind.\n'
-      : `\nverity: interrupted while updating ${inPlace.join(', ')} in place: its tree is incomplete and its superblock ` +
-          '(if it has one) cleared; run format again.\n',
+      : `\nverity: interrupted while updating ${inPlace.join(', ')} in place: the tree or FEC parity there is incomplete ` +
+          'and the superblock (if there is one) cleared; run format again.\n',
   );
   process.exit(EXIT.INTERRUPTED);
 }

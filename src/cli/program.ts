@@ -35,6 +35,9 @@ interface CommonFlags {
   uuid?: string;
   superblock: boolean;
   rootHashFile?: string;
+  fecDevice?: string;
+  fecOffset?: number;
+  fecRoots?: number;
   trustedCert?: string[];
   json?: boolean;
   progress: boolean;
@@ -114,7 +117,14 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       .argument('<data>', 'data device, image file or address (read only); "-" for stdin')
       .argument('<hash>', 'hash device or file to write (created if missing)')
       .option('--uuid <uuid>', 'UUID to store in the superblock (default: random)')
-      .option('--root-hash-file <path>', 'also write the root hash (hex, no newline) to this file'),
+      .option('--root-hash-file <path>', 'also write the root hash (hex, no newline) to this file')
+      .option(
+        '--fec-device <path>',
+        'also write Reed-Solomon parity (forward error correction) to this file or device (created if missing); ' +
+          'it may be <hash> (with --fec-offset after the tree) or <data> (after the data)',
+      )
+      .option('--fec-offset <bytes>', 'byte offset of the parity on the FEC device, a multiple of the block size (default: 0)', u64)
+      .option('--fec-roots <number>', 'parity bytes per 255-byte codeword, 2 to 24 (default: 2)', integer(0, 0xffffffff)),
   ).action(async (data: string, hash: string, f: CommonFlags) => {
     command = 'format';
     json = Boolean(f.json);
@@ -124,17 +134,20 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       import('../report/json.js'),
       import('../report/text.js'),
     ]);
-    const bar = progress(f, 'Hashing');
+    const bar = progress(f, f.fecDevice === undefined ? 'Hashing' : 'Hashing and encoding');
     const result = await formatFiles(data, hash, {
       ...treeOptions(f),
       rootHashFile: f.rootHashFile,
+      fecDevice: f.fecDevice,
+      fecOffset: f.fecOffset,
+      fecRoots: f.fecRoots,
       engine: f.engine,
       threads: f.threads,
       onProgress: bar?.update,
     }).finally(() => bar?.done());
     pageSizeWarning(result.params.dataBlockSize);
     if (json) out(JSON.stringify(formatJson(data, hash, result, result.sources), null, 2) + '\n');
-    else out(renderHeader(hash, result.params, result.geometry, result.rootHash));
+    else out(renderHeader(hash, result.params, result.geometry, result.rootHash, result.fec));
   });
 
   addTreeOptions(
@@ -242,8 +255,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .description('print the parameters in the superblock of <hash>')
     .argument('<hash>', 'hash device, file or address (read only)')
     .option('--hash-offset <bytes>', 'byte offset of the superblock (default: 0)', u64)
+    .option('--fec-device <path>', 'also print the FEC geometry for parity on this device (the superblock does not record it)')
+    .option('--fec-offset <bytes>', 'byte offset of the parity on the FEC device (default: 0)', u64)
+    .option('--fec-roots <number>', 'parity bytes per codeword, 2 to 24 (default: 2)', integer(0, 0xffffffff))
     .option('--json', 'print one JSON document (schemaVersion 1) on stdout')
-    .action(async (hash: string, f: { hashOffset?: number; json?: boolean }) => {
+    .action(async (hash: string, f: { hashOffset?: number; fecDevice?: string; fecOffset?: number; fecRoots?: number; json?: boolean }) => {
       command = 'dump';
       json = Boolean(f.json);
       const [{ dumpFile }, { dumpJson }, { renderHeader }] = await Promise.all([
@@ -251,9 +267,14 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         import('../report/json.js'),
         import('../report/text.js'),
       ]);
-      const { params, geometry, sources } = await dumpFile(hash, { hashOffset: f.hashOffset });
-      if (json) out(JSON.stringify(dumpJson(hash, params, geometry, sources), null, 2) + '\n');
-      else out(renderHeader(hash, params, geometry));
+      const { params, geometry, sources, fec } = await dumpFile(hash, {
+        hashOffset: f.hashOffset,
+        fecDevice: f.fecDevice,
+        fecOffset: f.fecOffset,
+        fecRoots: f.fecRoots,
+      });
+      if (json) out(JSON.stringify(dumpJson(hash, params, geometry, sources, fec), null, 2) + '\n');
+      else out(renderHeader(hash, params, geometry, undefined, fec));
     });
 
   // veritysetup's other names for help; commander takes one help flag.

@@ -9,6 +9,7 @@ import type { VerityParams } from '../format/params.js';
 import type { VerifyResult } from '../tree/verify.js';
 import type { BlockRange } from '../tree/ranges.js';
 import type { DamagedFiles } from './owners.js';
+import type { FecReport } from './text.js';
 
 export const SCHEMA_VERSION = 1;
 
@@ -104,7 +105,7 @@ export interface SourceLayers {
 export function formatJson(
   dataPath: string,
   hashPath: string,
-  r: { params: VerityParams; geometry: TreeGeometry; rootHash: Uint8Array; engine: string },
+  r: { params: VerityParams; geometry: TreeGeometry; rootHash: Uint8Array; engine: string; fec?: FecReport | undefined },
   sources: SourceLayers = {},
 ) {
   return {
@@ -118,10 +119,11 @@ export function formatJson(
     tree: treeJson(r.params, r.geometry),
     rootHash: toHex(r.rootHash),
     engine: r.engine,
+    ...(r.fec && { fec: fecJson(r.fec) }),
   };
 }
 
-export function dumpJson(hashPath: string, p: VerityParams, g: TreeGeometry, sources: SourceLayers = {}) {
+export function dumpJson(hashPath: string, p: VerityParams, g: TreeGeometry, sources: SourceLayers = {}, fec?: FecReport) {
   return {
     schemaVersion: SCHEMA_VERSION,
     command: 'dump',
@@ -130,6 +132,28 @@ export function dumpJson(hashPath: string, p: VerityParams, g: TreeGeometry, sou
     hash: { path: hashPath, layers: sources.hash ?? [] },
     params: paramsJson(p),
     tree: treeJson(p, g),
+    ...(fec && { fec: fecJson(fec) }),
+  };
+}
+
+/** The `fec` member of format's and dump's JSON: where the parity is and what the kernel table needs to use it. */
+function fecJson(fec: FecReport) {
+  const g = fec.geometry;
+  return {
+    path: fec.path,
+    placement: fec.placement,
+    roots: g.roots,
+    offset: g.fecOffset,
+    /** The kernel's fec_start. */
+    startBlock: g.fecStartBlock,
+    blockSize: g.blockSize,
+    /** The kernel's fec_blocks: data blocks, then hash-device blocks from the hash start block. */
+    coveredBlocks: g.coveredBlocks,
+    dataBlocks: g.dataBlocks,
+    hashBlocks: { first: g.hashStartBlock, count: g.hashBlocks },
+    rounds: g.rounds,
+    parityBlocks: g.parityBlocks,
+    parityBytes: g.parityBytes,
   };
 }
 

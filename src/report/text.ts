@@ -3,14 +3,29 @@
  * (lib/verity/verity.c: VERITY_dump), so scripts that grep it keep working.
  */
 import { bytesEqual, toHex } from '../binary/bytes.js';
+import type { FecGeometry, FecPlacement } from '../fec/geometry.js';
 import type { TreeGeometry } from '../format/geometry.js';
 import type { VerityParams } from '../format/params.js';
 import type { VerifyResult } from '../tree/verify.js';
 import type { BlockRange } from '../tree/ranges.js';
 import type { DamagedFile, DamagedFiles, FileByteRange, OtherDamageKind } from './owners.js';
 
-/** `rootHash` only for format (dump never knows it). */
-export function renderHeader(hashPath: string, params: VerityParams, geometry: TreeGeometry, rootHash?: Uint8Array): string {
+/** The FEC parity a format wrote or a dump was told of (api/format.ts: FecResult). */
+export interface FecReport {
+  path: string;
+  placement: FecPlacement;
+  geometry: FecGeometry;
+}
+
+/**
+ * `rootHash` only for format (dump never knows it). With `fec`, veritysetup's FEC lines: `FEC RS roots` and
+ * `FEC blocks` (the parity size in blocks) after `Hash algorithm`; with the parity on the hash device, `Hash device
+ * size` counts it too (veritysetup assumes it follows the tree directly); with the parity at offset 0 of a device of
+ * its own, a last line `FEC device size`.
+ */
+export function renderHeader(hashPath: string, params: VerityParams, geometry: TreeGeometry, rootHash?: Uint8Array, fec?: FecReport): string {
+  const g = fec?.geometry;
+  const onHash = fec?.placement === 'hash-device';
   const lines = [
     `VERITY header information for ${hashPath}`,
     `UUID:            \t${params.superblock ? (params.uuid ?? '') : ''}`,
@@ -20,10 +35,15 @@ export function renderHeader(hashPath: string, params: VerityParams, geometry: T
     `Hash blocks:     \t${geometry.hashBlocks}`,
     `Hash block size: \t${params.hashBlockSize}`,
     `Hash algorithm:  \t${params.algorithm}`,
+    ...(g ? [`FEC RS roots:   \t${g.roots}`, `FEC blocks:     \t${g.parityBlocks}`] : []),
     `Salt:            \t${params.salt.length > 0 ? toHex(params.salt) : '-'}`,
   ];
   if (rootHash) lines.push(`Root hash:      \t${toHex(rootHash)}`);
-  if (params.hashOffset === 0) lines.push(`Hash device size: \t${geometry.hashDeviceSize} [bytes]`);
+  if (params.hashOffset === 0) {
+    const size = g && onHash ? (geometry.hashStartBlock + geometry.hashBlocks + g.parityBlocks) * params.hashBlockSize : geometry.hashDeviceSize;
+    lines.push(`Hash device size: \t${size} [bytes]`);
+  }
+  if (g && !onHash && g.fecOffset === 0) lines.push(`FEC device size: \t${g.parityBlocks * g.blockSize} [bytes]`);
   return lines.join('\n') + '\n';
 }
 
