@@ -1,7 +1,8 @@
 /**
  * End-to-end: `verity format` / `verify` (the built CLI, dist/cli/main.js) against `veritysetup format` / `verify` on
  * the same page-cached file, once of random data and once of a file whose blocks are 50% zero (in runs of 1-512
- * blocks, as free space lies in a filesystem). verity runs with its default threads and with `--threads 1`. Runs
+ * blocks, as free space lies in a filesystem). verity runs with its default threads and with `--threads N` for each N
+ * of VERITY_BENCH_THREADS (default 1). Runs
  * alternate between the tools (5 each by default); medians are printed with the ratio verity / veritysetup and each
  * tool's peak RSS.
  *
@@ -11,6 +12,7 @@
  *   VERITY_BENCH_ARGS='--hash=sha1' npx tsx bench/e2e.ts        # extra tree options for both tools
  *   VERITY_BENCH_FILES=random npx tsx bench/e2e.ts               # random, zero50 or both (default)
  *   VERITY_BENCH_DIR=/dev/shm npx tsx bench/e2e.ts              # where the files go (default: os.tmpdir())
+ *   VERITY_BENCH_THREADS=1,2,3,4 npm run bench:e2e              # a `verity --threads N` row per N (scaling)
  *
  * Both tools get the same salt and UUID; their root hashes and hash files must be identical. Each format writes a
  * fresh hash file (both tools fsync it). The data file is read once before timing so every run hits the page cache.
@@ -76,9 +78,15 @@ function writeDataFile(path: string, size: number, zeroHalf: boolean): void {
   }
 }
 
-type Tool = 'veritysetup' | 'verity' | 'verity --threads 1';
+/** 'veritysetup', 'verity' (default threads) or `verity --threads N`. */
+type Tool = string;
 type Op = 'format' | 'verify';
-const TOOLS: Tool[] = ['veritysetup', 'verity', 'verity --threads 1'];
+const THREADS = (process.env.VERITY_BENCH_THREADS ?? '1').split(',').map((n) => {
+  const t = Number(n);
+  if (!Number.isInteger(t) || t < 1) throw new Error(`VERITY_BENCH_THREADS: "${n}" is not a thread count`);
+  return t;
+});
+const TOOLS: Tool[] = ['veritysetup', 'verity', ...THREADS.map((n) => `verity --threads ${n}`)];
 const FILES = (process.env.VERITY_BENCH_FILES ?? 'random,zero50').split(',');
 
 async function main(): Promise<void> {
@@ -108,7 +116,7 @@ async function runFile(file: string, img: string, dir: string, veritysetup: stri
   const cmd = (tool: Tool, op: Op, hash: string, root?: string): [string, string[]] => {
     const tail = op === 'format' ? common : [root!, ...EXTRA];
     if (tool === 'veritysetup') return [veritysetup, [op, img, hash, ...tail]];
-    const threads = tool === 'verity --threads 1' ? ['--threads', '1'] : [];
+    const threads = tool.startsWith('verity --threads ') ? ['--threads', tool.slice('verity --threads '.length)] : [];
     return [process.execPath, [CLI, op, img, hash, ...tail, ...threads, '--no-progress']];
   };
 
