@@ -50,6 +50,8 @@ export { renderHeader, renderVerify, type FecReport } from './report/text.js';
 export { computeFecGeometry, checkFecParams, type FecGeometry, type FecGeometryInput, type FecPlacement } from './fec/geometry.js';
 export { createRsEncoder, DEFAULT_ROOTS, MAX_ROOTS, MIN_ROOTS, type RsEncoder } from './fec/rs.js';
 export { encodeFec, type FecEncodeOptions, type FecInputs } from './fec/encode.js';
+export { decodeErasures, restoreBlocks, type CoveredRange, type FecSources, type RestoreOptions, type RestoreSummary } from './fec/decode.js';
+export { assessRepair, damagedCovered, withBlocks, type FecAssessment } from './tree/repairable.js';
 export { SCHEMA_VERSION, dumpJson, formatJson, verifyJson } from './report/json.js';
 export { sliceSource } from './io/slice.js';
 export { openVhd, type VhdImage } from './image/vhd.js';

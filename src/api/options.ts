@@ -28,7 +28,7 @@ export interface FormatOptions extends TreeOptions, RunOptions, FecOptions {
 }
 
 /** Options of `verifyFiles`. With a superblock (the default) its parameters win over the tree options given. */
-export interface VerifyOptions extends TreeOptions, RunOptions {
+export interface VerifyOptions extends TreeOptions, RunOptions, FecOptions {
   /** The expected root hash, as bytes or hex. */
   rootHash?: Uint8Array | string;
   /** Read the expected root hash from this file instead (it wins over `rootHash`, as in veritysetup). */

@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import { describeLayer, openOperand, splitAddress, withPath, type Operand } from '../containers/operand.js';
 import { VerityError } from '../errors.js';
 import { checkFecParams, computeFecGeometry, type FecGeometry, type FecPlacement } from '../fec/geometry.js';
+import { checkFecSize } from '../fec/decode.js';
 import { DEFAULT_ROOTS } from '../fec/rs.js';
 import { createAtomic, openFileSource, sameFile, statOrNull } from '../files/files.js';
 import { formatParams, ignoredOptions, superblockParams, verifyParams } from '../format/options.js';
@@ -218,7 +219,17 @@ export interface VerifyPlan {
   sources: Sources;
   /** Options that a superblock overrode. */
   warnings: string[];
+  /** With `fecDevice`: the parity, its geometry and its source, to tell whether damage can be repaired. */
+  fec: VerifyFecPlan | null;
   close(): Promise<void>;
+}
+
+/** The FEC parity a verify or repair reads. */
+export interface VerifyFecPlan {
+  path: string;
+  placement: FecPlacement;
+  geometry: FecGeometry;
+  source: ByteSource;
 }
 
 /**
@@ -246,6 +257,7 @@ export async function planVerify(dataAddress: string, hashAddress: string, optio
       : planOver(() => verifyParams(options, data.size), dataAddress);
     if (d && h) checkOverlap(tree, d, h, false);
     const { params, geometry } = tree;
+    const fec = await planVerifyFec(options, tree, { data: dataOperand, hash: hashOperand, hashAddress }, opened);
     return {
       tree,
       data,
@@ -254,12 +266,70 @@ export async function planVerify(dataAddress: string, hashAddress: string, optio
       expectedRoot: rootHash.bytes(geometry.digestSize, params.algorithm),
       sources: { data: dataOperand.layers.map(describeLayer), hash: hashOperand.layers.map(describeLayer) },
       warnings: superblock ? ignoredOptions(options, params) : [],
+      fec,
       close,
     };
   } catch (e) {
     await close();
     throw e;
   }
+}
+
+/**
+ * The FEC parity of a verify: the FEC device is opened read-only like the other operands (a container address works).
+ * It is the hash device when it names the same bytes (same file, same offset); then the covered area ends at the FEC
+ * offset, else at the hash device's end, as veritysetup and the kernel read it (fec/geometry.ts).
+ */
+async function planVerifyFec(
+  options: FecOptions,
+  tree: TreePlan,
+  ops: { data: Operand; hash: Operand; hashAddress: string },
+  opened: Operand[],
+): Promise<VerifyFecPlan | null> {
+  if (options.fecDevice === undefined) {
+    const given = options.fecOffset !== undefined ? 'fec-offset' : options.fecRoots !== undefined ? 'fec-roots' : null;
+    if (given === null) return null;
+    throw new VerityError('E_PARAM', `--${given} needs --fec-device.`, { data: { field: given === 'fec-offset' ? 'fecOffset' : 'fecRoots' } });
+  }
+  const path = options.fecDevice;
+  for (const [name, o] of [
+    [ops.data.address, ops.data],
+    [ops.hash.address, ops.hash],
+  ] as const) {
+    if (o.source.sequential) {
+      throw new VerityError(
+        'E_UNSUPPORTED',
+        `FEC reads blocks out of order, and ${name} can only be read front to back (a stream or a compressed entry); give it as a file.`,
+        { data: { path: name } },
+      );
+    }
+  }
+  const fecOperand = await openOperand(path);
+  opened.push(fecOperand);
+  const same = (a: Operand, b: Operand) => a.file !== null && b.file !== null && sameFile(a.file, b.file) && a.extent !== null && a.extent === b.extent;
+  const onHash = resolve(path) === resolve(ops.hashAddress) || same(fecOperand, ops.hash);
+  const inData = !onHash && same(fecOperand, ops.data);
+  const fecOffset = options.fecOffset ?? 0;
+  const { params, geometry: treeGeometry } = tree;
+  if (onHash && fecOffset < treeGeometry.hashDeviceSize) {
+    throw new VerityError(
+      'E_OVERLAP',
+      `Hash area overlaps with FEC area: on ${ops.hashAddress} the hash tree ends at byte ${treeGeometry.hashDeviceSize}; --fec-offset is ${fecOffset}.`,
+      { data: { path, field: 'fecOffset', expected: treeGeometry.hashDeviceSize, actual: fecOffset } },
+    );
+  }
+  const geometry = computeFecGeometry({
+    roots: options.fecRoots ?? DEFAULT_ROOTS,
+    dataBlockSize: params.dataBlockSize,
+    hashBlockSize: params.hashBlockSize,
+    dataBlocks: params.dataBlocks,
+    hashStartBlock: treeGeometry.hashStartBlock,
+    fecOffset,
+    onHashDevice: onHash,
+    hashDeviceSize: ops.hash.source.size,
+  });
+  checkFecSize(geometry, fecOperand.source, path);
+  return { path, placement: onHash ? 'hash-device' : inData ? 'data-device' : 'separate', geometry, source: fecOperand.source };
 }
 
 /**

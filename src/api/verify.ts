@@ -2,6 +2,8 @@
 import { createScratch } from '../files/files.js';
 import type { VerityParams } from '../format/params.js';
 import { damagedFiles, type DamagedFiles } from '../report/owners.js';
+import type { FecGeometry, FecPlacement } from '../fec/geometry.js';
+import { assessRepair, type FecAssessment } from '../tree/repairable.js';
 import { verifyTree, type VerifyResult } from '../tree/verify.js';
 import { withEngine } from './engine.js';
 import { engineOptions, passOptions, type Sources, type VerifyOptions } from './options.js';
@@ -16,6 +18,11 @@ export interface VerifyOutcome extends VerifyResult {
   warnings: string[];
   /** What the damaged data blocks hold when the data is ext4 (report/owners.ts); null otherwise or when none is damaged. */
   files: DamagedFiles | null;
+  /**
+   * With `fecDevice`: the parity used, and whether it can restore the damage (tree/repairable.ts). The assessment is
+   * null when the tree does not match the root hash: then nothing says which blocks are wrong.
+   */
+  fec: { path: string; placement: FecPlacement; geometry: FecGeometry; assessment: FecAssessment | null } | null;
 }
 
 /**
@@ -25,16 +32,26 @@ export interface VerifyOutcome extends VerifyResult {
 export async function verifyFiles(dataAddress: string, hashAddress: string, options: VerifyOptions): Promise<VerifyOutcome> {
   const plan = await planVerify(dataAddress, hashAddress, options);
   try {
-    const result = await withEngine(plan.tree, engineOptions(options), (engine) =>
-      verifyTree(plan.tree, plan.data, plan.hash, plan.expectedRoot, engine, {
-        ...passOptions(options),
-        // Large intermediate data of a streamed input goes to temporary files, not memory.
-        scratch: createScratch,
-        paths: plan.paths,
-      }),
-    );
+    const pass = {
+      ...passOptions(options),
+      // Large intermediate data of a streamed input goes to temporary files, not memory.
+      scratch: createScratch,
+      paths: plan.paths,
+    };
+    const { result, assessment, engine } = await withEngine(plan.tree, engineOptions(options), async (engine) => {
+      const result = await verifyTree(plan.tree, plan.data, plan.hash, plan.expectedRoot, engine, pass);
+      const fec = plan.fec;
+      if (!fec || result.status === 'root-mismatch') return { result, assessment: null };
+      if (result.status === 'ok') {
+        const clean: FecAssessment = { roots: fec.geometry.roots, damaged: { data: 0, hash: 0 }, restored: 0, unrestorable: { data: [], hash: [] }, repairable: true, recheck: null };
+        return { result, assessment: clean };
+      }
+      const sources = { data: plan.data, hash: plan.hash, fec: fec.source };
+      return { result, assessment: await assessRepair(plan.tree, result, fec.geometry, sources, plan.expectedRoot, engine, pass) };
+    });
     const files = await damagedFiles(plan.data, plan.tree.params.dataBlockSize, result.data.corrupt, result.data.unverified);
-    return { ...result, params: plan.tree.params, warnings: plan.warnings, sources: plan.sources, files };
+    const fec = plan.fec && { path: plan.fec.path, placement: plan.fec.placement, geometry: plan.fec.geometry, assessment };
+    return { ...result, engine, params: plan.tree.params, warnings: plan.warnings, sources: plan.sources, files, fec };
   } finally {
     await plan.close();
   }

@@ -164,6 +164,13 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
           'Every target must then be authenticated (exit 6 otherwise)',
         (value: string, previous: string[] = []) => [...previous, value],
       )
+      .option(
+        '--fec-device <path>',
+        'Reed-Solomon parity (as format --fec-device wrote it): say whether every damaged block can be restored, by ' +
+          'erasure decoding (up to --fec-roots damaged blocks per round); the exit code stays 2',
+      )
+      .option('--fec-offset <bytes>', 'byte offset of the parity on the FEC device (default: 0)', u64)
+      .option('--fec-roots <number>', 'parity bytes per 255-byte codeword, 2 to 24 (default: 2)', integer(0, 0xffffffff))
       .addHelpText(
         'after',
         '\nWith a superblock (the default) the tree parameters are read from it and the tree options above are\n' +
@@ -194,10 +201,18 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       rootHash,
       rootHashFile: f.rootHashFile,
       trustedCertificates: f.trustedCert,
+      fecDevice: f.fecDevice,
+      fecOffset: f.fecOffset,
+      fecRoots: f.fecRoots,
       engine: f.engine,
       threads: f.threads,
       onProgress: bar?.update,
     };
+    if (hash === undefined && (f.fecDevice ?? f.fecOffset ?? f.fecRoots) !== undefined) {
+      throw new VerityError('E_PARAM', '--fec-device, --fec-offset and --fec-roots apply to verify <data> <hash>, not to a whole image.', {
+        data: { field: 'fec-device' },
+      });
+    }
     if (hash !== undefined && f.trustedCert !== undefined) {
       throw new VerityError('E_PARAM', '--trusted-cert authenticates the root hashes an image claims: it applies to verify <image> only.', {
         data: { field: 'trusted-cert' },

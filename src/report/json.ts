@@ -9,6 +9,7 @@ import type { VerityParams } from '../format/params.js';
 import type { VerifyResult } from '../tree/verify.js';
 import type { BlockRange } from '../tree/ranges.js';
 import type { DamagedFiles } from './owners.js';
+import type { FecAssessment } from '../tree/repairable.js';
 import type { FecReport } from './text.js';
 
 export const SCHEMA_VERSION = 1;
@@ -160,7 +161,7 @@ function fecJson(fec: FecReport) {
 export function verifyJson(
   dataPath: string,
   hashPath: string,
-  r: VerifyResult & { params: VerityParams; engine: string; warnings: string[]; files?: DamagedFiles | null },
+  r: VerifyResult & { params: VerityParams; engine: string; warnings: string[]; files?: DamagedFiles | null; fec?: (FecReport & { assessment: FecAssessment | null }) | null },
   exitCode: number,
   sources: SourceLayers = {},
 ) {
@@ -198,8 +199,24 @@ export function verifyJson(
         spare: jsonRanges(l.spare, hbs, l.startBlock * hbs),
       })),
     },
+    ...(r.fec && { fec: { ...fecJson(r.fec), ...assessmentJson(r.fec.assessment, p) } }),
     engine: r.engine,
     warnings: r.warnings,
+  };
+}
+
+/**
+ * What the parity can do (tree/repairable.ts): `repairable` true when every damaged block is restored and the result
+ * verifies, false when not, null when not assessed (the tree does not match the root hash) or too large to re-check.
+ */
+function assessmentJson(a: FecAssessment | null, p: VerityParams) {
+  return {
+    assessed: a !== null,
+    repairable: a?.repairable ?? null,
+    damagedBlocks: a ? { data: a.damaged.data, hash: a.damaged.hash } : null,
+    restorableBlocks: a?.restored ?? null,
+    unrestorable: a ? { data: jsonRanges(a.unrestorable.data, p.dataBlockSize), hash: jsonRanges(a.unrestorable.hash, p.hashBlockSize) } : null,
+    recheckStatus: a?.recheck ?? null,
   };
 }
 

@@ -5,6 +5,7 @@
 import { bytesEqual, toHex } from '../binary/bytes.js';
 import type { FecGeometry, FecPlacement } from '../fec/geometry.js';
 import type { TreeGeometry } from '../format/geometry.js';
+import { MAX_RESTORED_BYTES, type FecAssessment } from '../tree/repairable.js';
 import type { VerityParams } from '../format/params.js';
 import type { VerifyResult } from '../tree/verify.js';
 import type { BlockRange } from '../tree/ranges.js';
@@ -118,7 +119,43 @@ function filesLines(files: DamagedFiles): string[] {
  * Human report of a verification: a summary line, then every kind of damage found (the first ranges of each), then
  * what the damaged data blocks hold when the data is an ext4 filesystem (`files`, from report/owners.ts).
  */
-export function renderVerify(result: VerifyResult & { files?: DamagedFiles | null }, params: VerityParams): string {
+/** The FEC part of a verify outcome (api/verify.ts). */
+export interface VerifyFecReport {
+  path: string;
+  geometry: FecGeometry;
+  assessment: FecAssessment | null;
+}
+
+/** What the parity can do for the damage found: a line, and the blocks it cannot restore. */
+function fecLines(fec: VerifyFecReport, params: VerityParams): string[] {
+  const a = fec.assessment;
+  const head = `FEC (${fec.path}, ${plural(fec.geometry.roots, 'root')}):`;
+  if (!a) return [`${head} not assessed: the tree does not match the root hash, so nothing says which blocks are damaged.`];
+  const damaged = a.damaged.data + a.damaged.hash;
+  if (damaged === 0) return [`${head} nothing to restore.`];
+  const what = plural(damaged, 'damaged block');
+  if (a.repairable === true) {
+    return [`${head} all ${what} can be restored by erasure decoding; the data and tree with them restored verify against the root hash.`];
+  }
+  if (a.repairable === null) {
+    return [`${head} all ${what} were rebuilt by erasure decoding, but more than ${MAX_RESTORED_BYTES >> 20} MiB of them: not checked again.`];
+  }
+  const lost = total(a.unrestorable.data) + total(a.unrestorable.hash);
+  if (lost === 0) {
+    return [
+      `${head} every one of the ${what} was rebuilt, but the result still does not verify (${a.recheck}): other blocks ` +
+        '(below a damaged hash block) or the parity itself are damaged too. Not repairable.',
+    ];
+  }
+  const lines = [`${head} ${a.restored} of the ${what} can be restored; ${lost} cannot (more damaged blocks in their round than roots, or damaged parity). Not repairable.`];
+  if (a.unrestorable.data.length > 0) lines.push('  Data blocks that cannot be restored:', ...listRanges(a.unrestorable.data, params.dataBlockSize, 0, 'data', '    '));
+  if (a.unrestorable.hash.length > 0) {
+    lines.push('  Hash blocks that cannot be restored:', ...listRanges(a.unrestorable.hash, params.hashBlockSize, 0, 'hash', '    '));
+  }
+  return lines;
+}
+
+export function renderVerify(result: VerifyResult & { files?: DamagedFiles | null; fec?: VerifyFecReport | null }, params: VerityParams): string {
   const hbs = params.hashBlockSize;
   const dataBad = total(result.data.corrupt);
   const treeBad = result.levels.reduce((sum, l) => sum + total(l.corrupt), 0);
@@ -128,6 +165,7 @@ export function renderVerify(result: VerifyResult & { files?: DamagedFiles | nul
     lines.push(
       `Verification succeeded: ${plural(params.dataBlocks, 'data block')} and ${plural(result.geometry.hashBlocks, 'hash block')} match root hash ${toHex(result.expectedRoot)}.`,
     );
+    if (result.fec) lines.push(...fecLines(result.fec, params));
     return lines.join('\n') + '\n';
   }
   if (result.status === 'root-mismatch') {
@@ -168,6 +206,7 @@ export function renderVerify(result: VerifyResult & { files?: DamagedFiles | nul
     lines.push(...listRanges(result.data.unverified, params.dataBlockSize, 0, 'data', '  '));
   }
   if (result.files) lines.push(...filesLines(result.files));
+  if (result.fec) lines.push(...fecLines(result.fec, params));
   return lines.join('\n') + '\n';
 }
 
