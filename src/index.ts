@@ -7,6 +7,7 @@ export { openOperand, splitAddress, describeLayer, detectContent, type Operand, 
 export { openZip, type ZipArchive, type ZipEntryInfo } from './containers/zip.js';
 export { formatFiles, type FecResult, type FormatResult } from './api/format.js';
 export { verifyFiles, type VerifyOutcome } from './api/verify.js';
+export { repairFiles, type RepairOptions, type RepairOutcome } from './api/repair.js';
 export { verifyImage } from './api/verify-image.js';
 export { dumpFile, type DumpResult } from './api/dump.js';
 export { inspectImage } from './api/inspect.js';

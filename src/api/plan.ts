@@ -221,7 +221,21 @@ export interface VerifyPlan {
   warnings: string[];
   /** With `fecDevice`: the parity, its geometry and its source, to tell whether damage can be repaired. */
   fec: VerifyFecPlan | null;
+  /**
+   * Where each operand's bytes lie unchanged in a file (a plain file or a partition of a raw disk: its path and the
+   * byte offset there), for repair --in-place; null inside a VHDX, VHD or zip, or for stdin.
+   */
+  extents: { data: FileExtent | null; hash: FileExtent | null };
   close(): Promise<void>;
+}
+
+export interface FileExtent {
+  path: string;
+  offset: number;
+}
+
+function fileExtent(o: Operand): FileExtent | null {
+  return o.file !== null && o.extent !== null && o.file.isFile() ? { path: splitAddress(o.address).path, offset: o.extent } : null;
 }
 
 /** The FEC parity a verify or repair reads. */
@@ -267,6 +281,7 @@ export async function planVerify(dataAddress: string, hashAddress: string, optio
       sources: { data: dataOperand.layers.map(describeLayer), hash: hashOperand.layers.map(describeLayer) },
       warnings: superblock ? ignoredOptions(options, params) : [],
       fec,
+      extents: { data: fileExtent(dataOperand), hash: fileExtent(hashOperand) },
       close,
     };
   } catch (e) {
@@ -328,6 +343,14 @@ async function planVerifyFec(
     onHashDevice: onHash,
     hashDeviceSize: ops.hash.source.size,
   });
+  const dataEnd = params.dataBlocks * params.dataBlockSize;
+  if (inData && fecOffset < dataEnd) {
+    throw new VerityError(
+      'E_OVERLAP',
+      `Data area overlaps with FEC area: in ${path} the data covers bytes 0..${dataEnd} and the FEC area starts at ${fecOffset}.`,
+      { data: { path, field: 'fecOffset', expected: dataEnd, actual: fecOffset } },
+    );
+  }
   checkFecSize(geometry, fecOperand.source, path);
   return { path, placement: onHash ? 'hash-device' : inData ? 'data-device' : 'separate', geometry, source: fecOperand.source };
 }

@@ -47,7 +47,8 @@ export async function verifyFiles(dataAddress: string, hashAddress: string, opti
         return { result, assessment: clean };
       }
       const sources = { data: plan.data, hash: plan.hash, fec: fec.source };
-      return { result, assessment: await assessRepair(plan.tree, result, fec.geometry, sources, plan.expectedRoot, engine, pass) };
+      const { blocks: _restored, ...assessment } = await assessRepair(plan.tree, result, fec.geometry, sources, plan.expectedRoot, engine, pass);
+      return { result, assessment };
     });
     const files = await damagedFiles(plan.data, plan.tree.params.dataBlockSize, result.data.corrupt, result.data.unverified);
     const fec = plan.fec && { path: plan.fec.path, placement: plan.fec.placement, geometry: plan.fec.geometry, assessment };

@@ -252,6 +252,55 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     }
   });
 
+  addTreeOptions(
+    program
+      .command('repair')
+      .description('restore the damaged blocks of <data> (and of the tree in <hash>) from FEC parity, into new files or in place')
+      .argument('<data>', 'data device, image file or address (read only unless --in-place)')
+      .argument('<hash>', 'hash device, file or address (read only unless --in-place)')
+      .argument('[root-hash]', 'expected root hash, hex')
+      .option('--root-hash-file <path>', 'read the expected root hash from this file')
+      .requiredOption('--fec-device <path>', 'the Reed-Solomon parity, as format --fec-device wrote it')
+      .option('--fec-offset <bytes>', 'byte offset of the parity on the FEC device (default: 0)', u64)
+      .option('--fec-roots <number>', 'parity bytes per 255-byte codeword, 2 to 24 (default: 2)', integer(0, 0xffffffff))
+      .option('-o, --output <file>', 'write the restored data here (a new file, renamed into place once it verifies)')
+      .option('--hash-output <file>', 'write the restored hash device here; needed when tree blocks are damaged')
+      .option('--in-place', 'rewrite only the damaged blocks of the inputs (plain files or partitions of raw disks), then sync')
+      .addHelpText(
+        'after',
+        '\nEach damaged block the tree finds is rebuilt by erasure decoding: up to --fec-roots damaged blocks per\n' +
+          'round of the parity. Nothing is written unless every damaged block is rebuilt and the result verifies\n' +
+          'against the root hash. Images inside a VHDX, VHD or zip are repaired to --output as raw files.\n\n' +
+          'Exit codes: 0 repaired (or nothing to repair), 1 bad parameters, 2 damage that cannot be restored\n' +
+          '(nothing written), 3 root hash mismatch, 4 bad input.',
+      ),
+  ).action(async (data: string, hash: string, rootHash: string | undefined, f: CommonFlags & { output?: string; hashOutput?: string; inPlace?: boolean }) => {
+    command = 'repair';
+    json = Boolean(f.json);
+    const [{ repairFiles }, { repairJson }, { renderRepair }] = await Promise.all([
+      import('../api/repair.js'),
+      import('../report/json.js'),
+      import('../report/text.js'),
+    ]);
+    const bar = progress(f, 'Verifying and repairing');
+    const r = await repairFiles(data, hash, {
+      ...treeOptions(f),
+      rootHash,
+      rootHashFile: f.rootHashFile,
+      fecDevice: f.fecDevice,
+      fecOffset: f.fecOffset,
+      fecRoots: f.fecRoots,
+      output: f.output,
+      hashOutput: f.hashOutput,
+      inPlace: f.inPlace,
+      engine: f.engine,
+      threads: f.threads,
+      onProgress: bar?.update,
+    }).finally(() => bar?.done());
+    exitCode = r.status === 'unrepairable' ? EXIT.CORRUPT : r.status === 'root-mismatch' ? exitCodeForStatus('root-mismatch') : EXIT.OK;
+    out(json ? JSON.stringify(repairJson(data, hash, r, r.params, r.fec, exitCode), null, 2) + '\n' : renderRepair(r, r.params, r.fec));
+  });
+
   program
     .command('inspect')
     .description('show the containers, partitions, filesystems and verity superblocks of an image; on a disk, its boot entries and the targets verify would check')

@@ -10,7 +10,7 @@ import type { VerifyResult } from '../tree/verify.js';
 import type { BlockRange } from '../tree/ranges.js';
 import type { DamagedFiles } from './owners.js';
 import type { FecAssessment } from '../tree/repairable.js';
-import type { FecReport } from './text.js';
+import type { FecReport, RepairReport } from './text.js';
 
 export const SCHEMA_VERSION = 1;
 
@@ -228,4 +228,29 @@ export function errorJson(command: string, error: VerityErrorJson, exitCode: num
   const { code, message, data } = error;
   const withData = data !== undefined && Object.keys(data).length > 0;
   return { schemaVersion: SCHEMA_VERSION, command, status: 'error', exitCode, error: withData ? { code, message, data } : { code, message } };
+}
+
+/** `verity repair --json`. */
+export function repairJson(
+  dataPath: string,
+  hashPath: string,
+  r: RepairReport & { engine: string },
+  p: VerityParams,
+  fec: FecReport,
+  exitCode: number,
+) {
+  return {
+    schemaVersion: SCHEMA_VERSION,
+    command: 'repair',
+    status: r.status,
+    exitCode,
+    data: { path: dataPath },
+    hash: { path: hashPath },
+    rootHash: toHex(r.rootHash),
+    fec: { ...fecJson(fec), ...assessmentJson(r.status === 'clean' || r.status === 'root-mismatch' ? null : r.assessment, p) },
+    repaired: { data: jsonRanges(r.repaired.data, p.dataBlockSize), hash: jsonRanges(r.repaired.hash, p.hashBlockSize) },
+    written: r.written,
+    inPlace: r.inPlace,
+    engine: r.engine,
+  };
 }

@@ -221,3 +221,34 @@ export function veritysetupLines(result: VerifyResult): string {
     f.kind === 'digest' ? `Verification failed at position ${f.position}.` : `Spare area is not zeroed at position ${f.position}.`;
   return `${head}\nVerification of data area failed.\n`;
 }
+
+/** What `verity repair` did (api/repair.ts: RepairOutcome). */
+export interface RepairReport {
+  status: 'clean' | 'repaired' | 'unrepairable' | 'root-mismatch';
+  assessment: FecAssessment | null;
+  repaired: { data: BlockRange[]; hash: BlockRange[] };
+  written: { data: string | null; hash: string | null };
+  inPlace: boolean;
+  rootHash: Uint8Array;
+}
+
+export function renderRepair(r: RepairReport, params: VerityParams, fec: { path: string; geometry: FecGeometry }): string {
+  switch (r.status) {
+    case 'clean':
+      return `Nothing to repair: every block matches root hash ${toHex(r.rootHash)}. Nothing was written.\n`;
+    case 'root-mismatch':
+      return 'The hash tree does not match the root hash: nothing says which blocks are damaged, so nothing was repaired or written.\n';
+    case 'unrepairable':
+      return [...fecLines({ ...fec, assessment: r.assessment }, params), 'Nothing was written.'].join('\n') + '\n';
+    case 'repaired': {
+      const lines = [`Repaired ${plural(total(r.repaired.data), 'data block')} and ${plural(total(r.repaired.hash), 'hash block')} from ${fec.path}.`];
+      if (r.repaired.data.length > 0) lines.push(...listRanges(r.repaired.data, params.dataBlockSize, 0, 'data', '  '));
+      if (r.repaired.hash.length > 0) lines.push(...listRanges(r.repaired.hash, params.hashBlockSize, 0, 'hash', '  '));
+      const where = [r.written.data, r.written.hash].filter((p): p is string => p !== null);
+      lines.push(
+        `${r.inPlace ? 'Rewritten in place and synced' : 'Written'}: ${where.join(' and ')}; read back, the data and tree verify against root hash ${toHex(r.rootHash)}.`,
+      );
+      return lines.join('\n') + '\n';
+    }
+  }
+}

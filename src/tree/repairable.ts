@@ -34,24 +34,30 @@ export interface FecAssessment {
   recheck: VerifyResult['status'] | null;
 }
 
+/** The restored blocks themselves, for repair: data blocks and hash-device blocks (absolute), number → bytes. */
+export interface RestoredBlocks {
+  data: Map<number, Uint8Array>;
+  hash: Map<number, Uint8Array>;
+}
+
 /**
- * The damaged blocks of `result` that the parity covers, in covered-block numbers, ascending: corrupt data blocks,
- * then corrupt or padding-damaged hash blocks from the tree's start (the superblock and anything before it is not
- * covered). Blocks under a corrupt hash block are not counted: nothing says they are damaged.
+ * The blocks of `result` that the parity covers and nothing vouches for, in covered-block numbers, ascending: corrupt
+ * data blocks, corrupt or padding-damaged hash blocks from the tree's start (the superblock and anything before it is
+ * not covered); with `unverified`, also the blocks below a corrupt hash block: those of the tree, or all.
  */
-export function damagedCovered(result: VerifyResult, g: FecGeometry): CoveredRange[] {
-  const set = new RangeSet();
-  for (const r of result.data.corrupt) set.add(r.first, r.count);
+export function damagedCovered(result: VerifyResult, g: FecGeometry, unverified: 'none' | 'tree' | 'all' = 'none'): CoveredRange[] {
+  const data = [...result.data.corrupt, ...(unverified === 'all' ? result.data.unverified : [])];
   const hash: BlockRange[] = [];
   for (const level of result.levels) {
-    for (const r of [...level.corrupt, ...level.spare]) hash.push({ first: level.startBlock + r.first, count: r.count });
+    for (const r of [...level.corrupt, ...level.spare, ...(unverified !== 'none' ? level.unverified : [])]) hash.push({ first: level.startBlock + r.first, count: r.count });
   }
+  const covered: BlockRange[] = [...data];
   for (const r of RangeSet.of(...hash).ranges()) {
     const first = Math.max(r.first, g.hashStartBlock);
     const end = Math.min(r.first + r.count, g.hashStartBlock + g.hashBlocks);
-    if (end > first) set.add(g.dataBlocks + first - g.hashStartBlock, end - first);
+    if (end > first) covered.push({ first: g.dataBlocks + first - g.hashStartBlock, count: end - first });
   }
-  return set.ranges();
+  return RangeSet.of(...covered).ranges();
 }
 
 /**
@@ -67,15 +73,72 @@ export async function assessRepair(
   expectedRoot: Uint8Array,
   engine: HashEngine,
   options: PassOptions & Pick<VerifyTreeOptions, 'scratch' | 'paths'> = {},
-): Promise<FecAssessment> {
-  const damaged = damagedCovered(result, g);
-  let dataDamaged = 0;
-  let hashDamaged = 0;
+): Promise<FecAssessment & { blocks: RestoredBlocks }> {
+  // Blocks below a damaged hash block are unverified: some may be damaged too. Erasing a good symbol costs nothing but
+  // room in its round, so first every block nothing vouches for is an erasure; if that is more than some round can
+  // take, the known damaged blocks and the unverified tree blocks (few: the tree is small); then only the known
+  // damaged blocks, each verification of the result showing the next tree level's.
+  const known = damagedCovered(result, g);
+  const candidates = [damagedCovered(result, g, 'all'), damagedCovered(result, g, 'tree'), known];
+  const distinct = candidates.filter((c, i) => candidates.findIndex((d) => JSON.stringify(d) === JSON.stringify(c)) === i);
+  let outcome: FecAssessment & { blocks: RestoredBlocks } = await decodeAndCheck(plan, g, sources, distinct[0]!, expectedRoot, engine, options);
+  for (const erasures of distinct.slice(1)) {
+    if (outcome.repairable !== false) break;
+    outcome = await decodeAndCheck(plan, g, sources, erasures, expectedRoot, engine, options);
+  }
+  return { ...outcome, damaged: countDamaged(known, g) };
+}
+
+function countDamaged(damaged: CoveredRange[], g: FecGeometry): { data: number; hash: number } {
+  let data = 0;
+  let hash = 0;
   for (const r of damaged) {
     const inData = Math.max(0, Math.min(r.first + r.count, g.dataBlocks) - r.first);
-    dataDamaged += inData;
-    hashDamaged += r.count - inData;
+    data += inData;
+    hash += r.count - inData;
   }
+  return { data, hash };
+}
+
+async function decodeAndCheck(
+  plan: TreePlan,
+  g: FecGeometry,
+  sources: FecSources & { data: ByteSource; hash: ByteSource },
+  start: CoveredRange[],
+  expectedRoot: Uint8Array,
+  engine: HashEngine,
+  options: PassOptions & Pick<VerifyTreeOptions, 'scratch' | 'paths'>,
+): Promise<FecAssessment & { blocks: RestoredBlocks }> {
+  let damaged = start;
+  for (let attempt = 0; ; attempt++) {
+    const decoded = await decodeAll(g, sources, damaged, options.signal);
+    if (decoded.repairable === null) return decoded;
+    // Verified again even when some round failed: what was restored (a hash block) may show blocks below it to be
+    // damaged, and with them counted that round may decode after all.
+    const again = await verifyTree(
+      plan,
+      withBlocks(sources.data, g.blockSize, decoded.blocks.data),
+      withBlocks(sources.hash, plan.params.hashBlockSize, decoded.blocks.hash),
+      expectedRoot,
+      engine,
+      options,
+    );
+    const more = again.status === 'corrupt' ? RangeSet.of(...damaged, ...damagedCovered(again, g)).ranges() : damaged;
+    const size = (rs: CoveredRange[]) => rs.reduce((n, r) => n + r.count, 0);
+    if (size(more) === size(damaged) || attempt > plan.geometry.levels.length) {
+      return { ...decoded, repairable: decoded.repairable && again.status === 'ok', recheck: again.status };
+    }
+    damaged = more;
+  }
+}
+
+/** Decodes every damaged covered block; `repairable` is true here when all were rebuilt (not yet re-verified). */
+async function decodeAll(
+  g: FecGeometry,
+  sources: FecSources,
+  damaged: CoveredRange[],
+  signal: AbortSignal | undefined,
+): Promise<FecAssessment & { blocks: RestoredBlocks }> {
   const B = g.blockSize;
   const restoredData = new Map<number, Uint8Array>();
   const restoredHash = new Map<number, Uint8Array>();
@@ -84,7 +147,7 @@ export async function assessRepair(
   const lostHash = new RangeSet();
   const lost: { tooMany: number[]; inconsistent: number[] } = { tooMany: [], inconsistent: [] };
   const summary = await restoreBlocks(g, sources, damaged, {
-    ...(options.signal && { signal: options.signal }),
+    ...(signal && { signal }),
     onBlock(k, bytes) {
       held += B;
       if (held > MAX_RESTORED_BYTES) return;
@@ -101,21 +164,15 @@ export async function assessRepair(
   }
   const base = {
     roots: g.roots,
-    damaged: { data: dataDamaged, hash: hashDamaged },
+    damaged: countDamaged(damaged, g),
     restored: summary.restored,
     unrestorable: { data: lostData.ranges(), hash: lostHash.ranges() },
+    blocks: { data: restoredData, hash: restoredHash },
+    recheck: null,
   };
-  if (summary.unrestorable > 0) return { ...base, repairable: false, recheck: null };
-  if (held > MAX_RESTORED_BYTES) return { ...base, repairable: null, recheck: null };
-  const again = await verifyTree(
-    plan,
-    withBlocks(sources.data, B, restoredData),
-    withBlocks(sources.hash, plan.params.hashBlockSize, restoredHash),
-    expectedRoot,
-    engine,
-    options,
-  );
-  return { ...base, repairable: again.status === 'ok', recheck: again.status };
+  if (summary.unrestorable > 0) return { ...base, repairable: false };
+  if (held > MAX_RESTORED_BYTES) return { ...base, blocks: { data: new Map(), hash: new Map() }, repairable: null };
+  return { ...base, repairable: true };
 }
 
 /** `source` with whole blocks replaced by `blocks` (block number → bytes). */
