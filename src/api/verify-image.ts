@@ -23,7 +23,12 @@ import { createScratch } from '../files/files.js';
 import { nodeCryptoEngine } from '../threads/node-crypto-engine.js';
 import type { ImageOutcome, RootHashSource, TargetOutcome } from '../report/image.js';
 import { damagedFiles } from '../report/owners.js';
-import { verifyTree, type VerifyStatus } from '../tree/verify.js';
+import { checkFecSize } from '../fec/decode.js';
+import { computeFecGeometry } from '../fec/geometry.js';
+import type { HashEngine } from '../hash/engine.js';
+import type { PassOptions } from '../tree/progress.js';
+import { assessRepair } from '../tree/repairable.js';
+import { verifyTree, type VerifyResult, type VerifyStatus, type VerifyTreeOptions } from '../tree/verify.js';
 import type { Certificate } from '../trust/certificates.js';
 import { withEngine } from './engine.js';
 import { judgeClaim, loadTrustedCertificates } from './trust.js';
@@ -98,13 +103,12 @@ async function verifyTarget(
         ? await judgeClaim(target.claim, certs)
         : { from: target.claim.from, authenticated: false, ...(target.claim.signature ? { signature: `${target.claim.signature} (not checked)` } : {}) }
       : { from: 'none in the image: the tree was checked against its own top block', authenticated: false };
-  const result = await withEngine(tree, engineOptions(options), (engine) =>
-    verifyTree(tree, target.data, target.hash, expected, engine, {
-      ...passOptions(options),
-      scratch: createScratch,
-      paths: { data: dataAddress, hash: hashAddress },
-    }),
-  );
+  const warnings = ignoredOptions(options, params);
+  const pass = { ...passOptions(options), scratch: createScratch, paths: { data: dataAddress, hash: hashAddress } };
+  const { fec: fecReport, ...result } = await withEngine(tree, engineOptions(options), async (engine) => {
+    const result = await verifyTree(tree, target.data, target.hash, expected, engine, pass);
+    return { ...result, fec: await assessTargetFec(target, result, expected, engine, pass, warnings) };
+  });
   return {
     ...result,
     name: target.name,
@@ -115,7 +119,54 @@ async function verifyTarget(
     hashOffset: target.hashOffset,
     rootHash,
     params,
-    warnings: ignoredOptions(options, params),
+    warnings,
     files: await damagedFiles(target.data, params.dataBlockSize, result.data.corrupt, result.data.unverified),
+    ...(fecReport && { fec: fecReport }),
   };
+}
+
+/**
+ * What the parity the image names for `target` can repair (tree/repairable.ts), when the tree found damage under a
+ * root hash it matches. Parity that does not fit (too short, bad roots) is reported as a warning, not as bad input:
+ * the verification itself stands without it.
+ */
+async function assessTargetFec(
+  target: VerityTarget,
+  result: VerifyResult,
+  expected: Uint8Array | null,
+  engine: HashEngine,
+  pass: PassOptions & Pick<VerifyTreeOptions, 'scratch' | 'paths'>,
+  warnings: string[],
+): Promise<TargetOutcome['fec']> {
+  const fec = target.fec;
+  if (!fec) return undefined;
+  const { params, geometry: treeGeometry } = target.tree;
+  if (target.data.sequential || target.hash.sequential) {
+    warnings.push(`FEC ${fec.where} not used: the data is read as a stream (a compressed entry or stdin), and FEC reads blocks out of order`);
+    return undefined;
+  }
+  try {
+    const geometry = computeFecGeometry({
+      roots: fec.roots,
+      dataBlockSize: params.dataBlockSize,
+      hashBlockSize: params.hashBlockSize,
+      dataBlocks: params.dataBlocks,
+      hashStartBlock: treeGeometry.hashStartBlock,
+      fecOffset: fec.offset,
+      onHashDevice: fec.onHashDevice,
+      hashDeviceSize: target.hash.size,
+    });
+    checkFecSize(geometry, fec.source);
+    const report = { path: fec.where, placement: fec.onHashDevice ? ('hash-device' as const) : ('separate' as const), geometry };
+    if (result.status === 'root-mismatch' || expected === null) return { ...report, assessment: null };
+    if (result.status === 'ok') {
+      return { ...report, assessment: { roots: fec.roots, damaged: { data: 0, hash: 0 }, restored: 0, unrestorable: { data: [], hash: [] }, repairable: true, recheck: null } };
+    }
+    const { blocks: _blocks, ...assessment } = await assessRepair(target.tree, result, geometry, { data: target.data, hash: target.hash, fec: fec.source }, expected, engine, pass);
+    return { ...report, assessment };
+  } catch (e) {
+    if (!(e instanceof VerityError) || e.code === 'E_INTERNAL') throw e;
+    warnings.push(`FEC ${fec.where} not used: ${e.message}`);
+    return undefined;
+  }
 }

@@ -28,6 +28,7 @@ import { type BootFile, type GrubHost, interpretGrubConfig, type SearchKind } fr
 import { readInitramfs } from '../boot/initramfs.js';
 import { readUkis } from '../boot/uki.js';
 import { VerityError } from '../errors.js';
+import { DEFAULT_ROOTS } from '../fec/rs.js';
 import { superblockParams } from '../format/options.js';
 import { openExt4 } from '../fs/ext4.js';
 import { openFat } from '../fs/fat.js';
@@ -37,7 +38,7 @@ import { bytesSource, type ByteSource } from '../io/source.js';
 import { planTree } from '../tree/plan.js';
 import { type DeviceIdentity, resolveDevice } from './devices.js';
 import { superblockAt } from './survey.js';
-import type { RootHashClaim, UnresolvedTarget, VerityTarget } from './targets.js';
+import type { RootHashClaim, TargetFec, UnresolvedTarget, VerityTarget } from './targets.js';
 
 /** A file on a partition of the image. */
 export interface PartitionFile {
@@ -414,7 +415,7 @@ async function resolveTarget(
   const data = resolveDevice(spec.data, devices);
   if ('problem' in data) return { problem: `data device: ${data.problem}` };
 
-  const inInitramfs = [spec.hash, spec.rootHash, spec.signature].filter(isInitramfsFile).map((f) => f.initramfsPath);
+  const inInitramfs = [spec.hash, spec.rootHash, spec.signature, spec.fec?.device].filter(isInitramfsFile).map((f) => f.initramfsPath);
   const files = await initramfsFiles(entry, disk, inInitramfs);
   const fileOf = (f: InitramfsFile) => files.get(normaliseCpioName(f.initramfsPath)) ?? null;
   const describeFile = (f: InitramfsFile, initrd: PartitionFile) => `initramfs file ${f.initramfsPath} in ${placeOf(initrd)}`;
@@ -456,8 +457,33 @@ async function resolveTarget(
   }
   if (spec.signature) Object.assign(claim, await signatureOf(disk, devices, entry, spec.signature, fileOf, describeFile));
 
+  // FEC is optional: parity that cannot be found only means no repair assessment, said in the description.
+  let fec: TargetFec | undefined;
+  let fecText = '';
+  if (spec.fec?.device) {
+    const roots = spec.fec.roots ?? DEFAULT_ROOTS;
+    const offset = spec.fec.offset ?? 0;
+    if (isInitramfsFile(spec.fec.device)) {
+      const file = fileOf(spec.fec.device);
+      if (file) {
+        fec = { source: bytesSource(file.bytes), where: describeFile(spec.fec.device, file.initrd), roots, offset, onHashDevice: false };
+        fecText = `; FEC ${spec.fec.device.initramfsPath} with ${roots} roots`;
+      } else fecText = `; FEC ${spec.fec.device.initramfsPath} not in its initramfs (not used)`;
+    } else {
+      const device = resolveDevice(spec.fec.device, devices);
+      if ('problem' in device) fecText = `; FEC device ${spec.fec.device.raw}: ${device.problem} (not used)`;
+      else {
+        const partition = device.device.partition;
+        const onHashDevice = hashPartition !== null && partition.index === hashPartition.index;
+        fec = { source: partitionSource(disk, partition), where: describePartition(partition), roots, offset, onHashDevice };
+        fecText = `; FEC ${describePartition(partition)} with ${roots} roots`;
+      }
+    }
+  } else if (spec.fec) fecText = `; FEC with ${spec.fec.roots ?? '?'} roots but no FEC device (not used)`;
+
   const dataPartition = data.device.partition;
   return {
+    ...(fec && { fec }),
     name: spec.name,
     via: 'boot-entry',
     data: partitionSource(disk, dataPartition),
@@ -469,7 +495,6 @@ async function resolveTarget(
     tree: planTree(superblockParams(superblock, hashOffset)),
     claim,
     description:
-      `data ${describePartition(dataPartition)} (${spec.data.raw}); hash ${hashText}, ${spec.style} keys of "${entry.title}"` +
-      (spec.fec ? `; FEC ${isInitramfsFile(spec.fec.device) ? spec.fec.device.initramfsPath : (spec.fec.device?.raw ?? '?')} with ${spec.fec.roots ?? '?'} roots (not used)` : ''),
+      `data ${describePartition(dataPartition)} (${spec.data.raw}); hash ${hashText}, ${spec.style} keys of "${entry.title}"` + fecText,
   };
 }

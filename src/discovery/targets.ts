@@ -67,6 +67,21 @@ export interface VerityTarget {
   claim: RootHashClaim | null;
   /** One line: data and hash and why they pair. */
   description: string;
+  /**
+   * FEC parity the boot configuration names for it (Mariner's `rd.verityroot.fecdata`, systemd's `fec-device=`),
+   * when it was found; verify then says whether damage can be repaired.
+   */
+  fec?: TargetFec;
+}
+
+export interface TargetFec {
+  source: ByteSource;
+  /** Where it is, said readably. */
+  where: string;
+  roots: number;
+  offset: number;
+  /** Whether it lies on the hash device itself (then the covered hash area ends at `offset`). */
+  onHashDevice: boolean;
 }
 
 export interface TargetSearch {

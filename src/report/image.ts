@@ -8,7 +8,8 @@ import type { UnresolvedTarget } from '../discovery/targets.js';
 import type { VerifyResult, VerifyStatus } from '../tree/verify.js';
 import { SCHEMA_VERSION, verifyJson } from './json.js';
 import type { DamagedFiles } from './owners.js';
-import { renderVerify } from './text.js';
+import { renderVerify, type FecReport } from './text.js';
+import type { FecAssessment } from '../tree/repairable.js';
 
 /** Where a target's expected root hash came from. */
 export interface RootHashSource {
@@ -41,6 +42,8 @@ export interface TargetOutcome extends VerifyResult {
   warnings: string[];
   /** What the damaged data blocks hold when the data is ext4 (report/owners.ts); null otherwise or when none is damaged. */
   files: DamagedFiles | null;
+  /** The FEC parity the image names for this target and what it can repair (absent when it names none). */
+  fec?: (FecReport & { assessment: FecAssessment | null }) | null;
 }
 
 export type ImageStatus = VerifyStatus | 'no-verity' | 'unresolved' | 'unauthenticated';
