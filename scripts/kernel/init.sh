@@ -11,6 +11,10 @@
 #        corrupt - ignore_corruption: read it all, print the data blocks the kernel logged as corrupted;
 #                  then the default mode: a full read must fail
 #        badroot - default mode, wrong root hash: a full read must fail
+#        fec     - default mode with forward error correction: five more fields
+#                  <fec_off> <fec_len> <roots> <fec_blocks> <fec_start>, the FEC device's region on the images disk
+#                  ("-" for the hash device itself) and the table's fec_roots, fec_blocks and fec_start; read it all,
+#                  print its sha256 and how many "corrected" lines the kernel logged
 # Offsets and lengths are 512-byte sectors on the images disk; hash_off "-" means the hash tree is on the data
 # region itself (hash_start then points past the data).
 
@@ -95,7 +99,7 @@ klog() { # klog <id> <tag>: prints and clears the kernel log lines about device-
 dmesg -c >/dev/null
 n=0
 grep '^case ' "$MANIFEST" >/tmp/cases
-while read -r _ id mode version dbs hbs blocks hstart alg root salt doff dlen hoff hlen; do
+while read -r _ id mode version dbs hbs blocks hstart alg root salt doff dlen hoff hlen foff flen roots fblocks fstart; do
   n=$((n + 1))
   DATA="kd$n"; HASH="kh$n"; V="kv$n"
   t0=$(now_cs)
@@ -147,6 +151,31 @@ while read -r _ id mode version dbs hbs blocks hstart alg root salt doff dlen ho
         out "@@RESULT $id eio create=fail reason=$(cat /tmp/dm.err | tr ' \n' '_ ')"
       fi
       klog "$id" eio
+      ;;
+    fec)
+      F="kf$n"
+      if [ "$foff" = "-" ]; then
+        F=$HASH
+      elif ! mk_linear "$F" "$foff" "$flen"; then
+        out "@@RESULT $id fec create=fail reason=linear:$(cat /tmp/dm.err | tr ' \n' '_ ')"; F=
+      fi
+      if [ -n "$F" ]; then
+        wait_ratelimit
+        dmesg -c >/dev/null
+        if mk_verity "$V" " 8 use_fec_from_device /dev/mapper/$F fec_roots $roots fec_blocks $fblocks fec_start $fstart"; then
+          sum=$(read_dev "/dev/mapper/$V" /tmp/st)
+          st=$(dm_status "$V")
+          dmsetup remove "$V"
+          mark_err
+          dmesg -c >/tmp/dmesg.fec
+          corrected=$(grep -c 'corrected' /tmp/dmesg.fec)
+          grep -E 'device-mapper|verity|callbacks suppressed' /tmp/dmesg.fec | while read -r l; do out "@@KLOG $id fec $l"; done
+          out "@@RESULT $id fec create=0 read=$(cut -d' ' -f1 /tmp/st) recs=$(cut -d' ' -f2 /tmp/st) sha256=$sum corrected=$corrected status=$st ms=$(( ($(now_cs) - t0) * 10 ))"
+        else
+          out "@@RESULT $id fec create=fail reason=$(cat /tmp/dm.err | tr ' \n' '_ ')"
+        fi
+        [ "$F" != "$HASH" ] && dmsetup remove "$F"
+      fi
       ;;
     *) out "@@RESULT $id $mode create=fail reason=unknown_mode" ;;
   esac

@@ -1,10 +1,11 @@
 /**
  * Restoring damaged blocks from dm-verity FEC parity by **erasure** decoding.
  *
- * The kernel (drivers/md/dm-verity-fec.c: fec_decode_rs8 → decode_rs8 without erasure positions) and veritysetup
- * (lib/verity/verity_fec.c) correct *errors*: symbols whose positions they do not know, at most roots / 2 per
- * codeword. Here the hash tree has already said which blocks are damaged, so their symbols are *erasures*: known
- * positions with unknown values, and a codeword with `roots` parity symbols restores up to `roots` of them.
+ * veritysetup's verify (lib/verity/verity_fec.c) corrects *errors*: symbols whose positions it does not know, at most
+ * roots / 2 per codeword. The hash tree says which blocks are damaged, so their symbols are *erasures*: known
+ * positions with unknown values, and a codeword with `roots` parity symbols restores up to `roots` of them. The
+ * kernel does the same when it reads (drivers/md/dm-verity-fec.c: fec_is_erasure marks a block whose digest does not
+ * match the tree); test/kernel/kernel.test.ts checks both against our parity.
  *
  * A damaged covered block is one symbol in each of the B codewords of its round (geometry.ts), at the same position in
  * every one; so all codewords of a round share their erasure positions. With f erasures at stored positions j_k

@@ -73,7 +73,7 @@ describe('verify --fec-device', () => {
     expect(fec).toMatchObject({ roots: 2, assessed: true, repairable: true, damagedBlocks: { data: 0, hash: 0 }, placement: 'separate' });
   });
 
-  it(`two damaged data blocks in one round, 2 roots: repairable by erasures (exit 2), where veritysetup's error correction fails${NEEDS_VERITYSETUP}`, async () => {
+  it(`two damaged data blocks in one round, 2 roots: repairable by erasures (exit 2), where veritysetup verify (error correction only) fails${NEEDS_VERITYSETUP}`, async () => {
     const s = await setup(2);
     const blocks = [3, 3 + s.rounds];
     // Whole blocks of new bytes: each codeword of the round has two wrong symbols, past what error correction fixes.

@@ -7,6 +7,9 @@
  *     `ignore_corruption` the kernel logs "data block N is corrupted" for exactly the blocks that OUR
  *     `verity verify --json` reports (and that we flipped).
  * Plus a control: a wrong root hash makes the kernel refuse the read (so a test that cannot fail would show).
+ * And FEC: parity from OUR `verity format --fec-device` (separate, or on the hash device after the tree; 2 to 24
+ * roots), 1 to `roots` data blocks damaged in one round: the kernel, with `use_fec_from_device`, reads the device
+ * through, logs that it corrected, and returns the original data; more than `roots` fail the read.
  *
  * Run with `npm run test:kernel` (builds, makes the kit, runs only this file). Skips, saying why in the titles,
  * when qemu-system-x86_64 or the kit is absent. KERNEL_KIT_DIR: the kit's directory (default .cache/kernel-kit);
@@ -299,6 +302,78 @@ function manifestLine(b: Built, id: string, mode: string, dataOff: number, dataL
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// FEC: the kernel corrects damaged blocks with OUR parity (verity format --fec-device)
+
+interface FecSpec {
+  id: string;
+  blockSize: number;
+  blocks: number;
+  roots: number;
+  /** 'separate': a FEC file of its own; 'hash': on the hash device after the tree (--fec-offset). */
+  place: 'separate' | 'hash';
+  /** Damaged data blocks, all in round 0: each is an erasure in every codeword of the round (at most roots). */
+  damaged: number;
+  /** Whether the kernel must read the device through (at most roots damaged blocks in the round). */
+  correctable: boolean;
+  seed: number;
+}
+
+const FEC_SPECS = (
+  [
+  { id: 'f01', blockSize: 4096, blocks: 600, roots: 2, place: 'separate', damaged: 1, correctable: true, seed: 1 },
+  { id: 'f02', blockSize: 4096, blocks: 900, roots: 8, place: 'hash', damaged: 4, correctable: true, seed: 2 },
+  { id: 'f03', blockSize: 1024, blocks: 2000, roots: 24, place: 'separate', damaged: 12, correctable: true, seed: 3 },
+  { id: 'f04', blockSize: 512, blocks: 3000, roots: 6, place: 'hash', damaged: 3, correctable: true, seed: 4 },
+  // Two errors per codeword with 2 roots: past what error decoding can do, but the kernel marks a block whose digest
+  // does not match its tree entry as an erasure (drivers/md/dm-verity-fec.c: fec_is_erasure), as verity repair does.
+  { id: 'f05', blockSize: 4096, blocks: 600, roots: 2, place: 'separate', damaged: 2, correctable: true, seed: 5 },
+  // Three erasures with 2 roots: past any decoding; the read must fail.
+  { id: 'f06', blockSize: 4096, blocks: 600, roots: 2, place: 'separate', damaged: 3, correctable: false, seed: 6 },
+  ] satisfies FecSpec[]
+).filter((s) => ONLY.length === 0 || ONLY.includes(s.id));
+
+interface FecBuilt {
+  spec: FecSpec;
+  line: string;
+  cleanSha: string;
+  /** Data blocks damaged (round 0: 0, rounds, 2·rounds, …). */
+  blocks: number[];
+}
+
+function buildFecCase(s: FecSpec, dir: string, disk: ImagesDisk): FecBuilt {
+  const data = randomBytes(s.seed + 1000, s.blocks * s.blockSize);
+  const dataPath = join(dir, `${s.id}.data`);
+  const hashPath = join(dir, `${s.id}.hash`);
+  const fecPath = s.place === 'hash' ? hashPath : join(dir, `${s.id}.fec`);
+  writeFileSync(dataPath, data);
+  const bs = String(s.blockSize);
+  const common = ['--data-block-size', bs, '--hash-block-size', bs, '--salt', '0011', '--fec-roots', String(s.roots)];
+  // The tree's end, for parity right after it on the hash device: format once without FEC to learn it.
+  let offset = 0;
+  if (s.place === 'hash') {
+    const probe = verity(['format', ...common.slice(0, 6), dataPath, join(dir, `${s.id}.probe`)]);
+    offset = Number(probe.json.tree.hashDeviceSize);
+  }
+  const f = verity(['format', ...common, '--fec-device', fecPath, '--fec-offset', String(offset), dataPath, hashPath]);
+  if (f.code !== 0) throw new Error(`verity format ${s.id}: ${JSON.stringify(f.json)}`);
+  const fec = f.json.fec as { rounds: number; coveredBlocks: number; startBlock: number; roots: number };
+  const blocks = Array.from({ length: s.damaged }, (_, i) => i * fec.rounds);
+  const damaged = Buffer.from(data);
+  const rng = new Rng(s.seed);
+  // Several bytes per block, the same few byte positions in every damaged block: those codewords get `damaged` errors.
+  const positions = [rng.int(0, s.blockSize - 1), rng.int(0, s.blockSize - 1)];
+  for (const b of blocks) for (const p of positions) damaged[b * s.blockSize + p] = damaged[b * s.blockSize + p]! ^ rng.int(1, 255);
+  const [dOff, dLen] = disk.add(damaged);
+  const [hOff, hLen] = disk.add(readFileSync(hashPath));
+  const fecField = s.place === 'hash' ? '- 0' : disk.add(readFileSync(fecPath)).join(' ');
+  const line = [
+    'case', s.id, 'fec', 1, s.blockSize, s.blockSize, s.blocks, 1, 'sha256', f.json.rootHash, '0011', dOff, dLen, hOff, hLen,
+    fecField, s.roots, fec.coveredBlocks, fec.startBlock,
+  ].join(' ');
+  return { spec: s, line, cleanSha: sha256(data), blocks };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Guest results
 
 type Fields = Record<string, string>;
@@ -369,6 +444,7 @@ function boot(kit: Kit, qemu: string, manifest: string, images: string, serialPa
 describe.skipIf(SKIP !== '')(`Linux dm-verity (${KERNEL}, qemu TCG) accepts what verity format writes${SKIP}`, () => {
   let dir = '';
   const built = new Map<string, Built>();
+  const fecBuilt = new Map<string, FecBuilt>();
   let run: Run;
   const CONTROL = 'control-badroot';
 
@@ -378,6 +454,7 @@ describe.skipIf(SKIP !== '')(`Linux dm-verity (${KERNEL}, qemu TCG) accepts what
     const t0 = performance.now();
     const disk = new ImagesDisk(join(dir, 'images.raw'));
     for (const s of SPECS) built.set(s.id, buildCase(s, dir, disk));
+    for (const s of FEC_SPECS) fecBuilt.set(s.id, buildFecCase(s, dir, disk));
     disk.close();
     const lines = ['VERITY-KIT-MANIFEST 1'];
     for (const b of built.values()) {
@@ -388,6 +465,7 @@ describe.skipIf(SKIP !== '')(`Linux dm-verity (${KERNEL}, qemu TCG) accepts what
     const first = built.get(SPECS[0]!.id)!;
     const wrong = (first.rootHash[0] === '0' ? '1' : '0') + first.rootHash.slice(1);
     lines.push(manifestLine(first, CONTROL, 'badroot', first.clean.dataOff, first.clean.dataLen, wrong));
+    for (const b of fecBuilt.values()) lines.push(b.line);
     const text = Buffer.from(lines.join('\n') + '\n');
     const manifest = Buffer.alloc(alignUp(text.length + 1, 4096));
     text.copy(manifest);
@@ -420,7 +498,7 @@ describe.skipIf(SKIP !== '')(`Linux dm-verity (${KERNEL}, qemu TCG) accepts what
 
   it(`the guest ran all ${SPECS.length} cases (clean, ignore_corruption, default mode) and the control, and powered off`, () => {
     expect(run.done, run.serial.slice(-3000)).toBe('ok');
-    expect(run.results.size).toBe(SPECS.length * 3 + 1);
+    expect(run.results.size).toBe(SPECS.length * 3 + 1 + FEC_SPECS.length);
     expect(run.kitLines).toContain(`uname=${KIT!.kernelRelease}`);
   });
 
@@ -453,6 +531,26 @@ describe.skipIf(SKIP !== '')(`Linux dm-verity (${KERNEL}, qemu TCG) accepts what
       const kernelBlocks = (ic.blocks ?? '-').split(',').filter((x) => x !== '' && x !== '-').map(Number);
       expect(kernelBlocks, 'data blocks the kernel logged as corrupted').toEqual(b.reported);
     });
+  }
+
+  for (const s of FEC_SPECS) {
+    const what = `${s.id} FEC ${s.roots} roots, ${s.place === 'hash' ? 'on the hash device after the tree' : 'a separate file'}, block size ${s.blockSize}, ${s.damaged} damaged blocks in one round`;
+    if (s.correctable) {
+      it(`${what}: the kernel corrects them with our parity and returns exactly the data`, () => {
+        const b = fecBuilt.get(s.id)!;
+        const r = result(s.id, 'fec');
+        expect(r.create, r.reason).toBe('0');
+        expect(r.read, 'dd exit code').toBe('0');
+        expect(r.sha256, 'sha256 of the mapped device').toBe(b.cleanSha);
+        expect(Number(r.corrected), `kernel "corrected" lines for blocks ${b.blocks.join(',')}`).toBeGreaterThan(0);
+      });
+    } else {
+      it(`${what}: more than roots, the kernel cannot correct and fails the read`, () => {
+        const r = result(s.id, 'fec');
+        expect(r.create, r.reason).toBe('0');
+        expect(r.read, 'dd exit code').not.toBe('0');
+      });
+    }
   }
 
   it(`control: a wrong root hash (one hex digit changed, ${SPECS[0]!.id}'s images) makes the kernel fail the read`, () => {
