@@ -98,6 +98,61 @@ export async function planFormat(dataAddress: string, hashPath: string, options:
   }
 }
 
+/** The FEC device, or null when none is given; `--fec-offset`/`--fec-roots` alone are an error. */
+function fecDeviceOf(options: FecOptions): string | null {
+  if (options.fecDevice !== undefined) return options.fecDevice;
+  const given = options.fecOffset !== undefined ? 'fecOffset' : options.fecRoots !== undefined ? 'fecRoots' : null;
+  if (given === null) return null;
+  throw new VerityError('E_PARAM', `--${given === 'fecOffset' ? 'fec-offset' : 'fec-roots'} needs --fec-device.`, { data: { field: given } });
+}
+
+/** Refuses an operand FEC cannot use: one that can only be read front to back. */
+function checkRandomAccess(address: string, source: ByteSource): void {
+  if (source.sequential) {
+    throw new VerityError(
+      'E_UNSUPPORTED',
+      `FEC reads blocks out of order, and ${address} can only be read front to back (a stream or a compressed entry); give it as a file.`,
+      { data: { path: address } },
+    );
+  }
+}
+
+/**
+ * The FEC geometry over `tree` (fec/geometry.ts) for parity on `fecPath`. On the hash device the parity must start at
+ * or after the tree's end: veritysetup checks this only when --data-blocks is given (its overlap test otherwise uses
+ * the tree of 0 data blocks) and lets the parity overwrite the tree, and the kernel refuses FEC that does not cover the
+ * whole tree.
+ */
+export function fecGeometryOf(
+  tree: TreePlan,
+  fec: { roots: number | undefined; offset: number | undefined; onHashDevice: boolean; hashDeviceSize: number },
+  names: { hash: string; fec: string },
+): FecGeometry {
+  const { params, geometry: treeGeometry } = tree;
+  const fecOffset = fec.offset ?? 0;
+  const roots = fec.roots ?? DEFAULT_ROOTS;
+  checkFecParams({ roots, dataBlockSize: params.dataBlockSize, hashBlockSize: params.hashBlockSize, fecOffset });
+  const treeEnd = treeGeometry.hashDeviceSize;
+  if (fec.onHashDevice && fecOffset < treeEnd) {
+    throw new VerityError(
+      'E_OVERLAP',
+      `Hash area overlaps with FEC area: on ${names.hash} the hash tree ends at byte ${treeEnd} and the FEC area must ` +
+        `start there or later; --fec-offset is ${fecOffset}.`,
+      { data: { path: names.fec, field: 'fecOffset', expected: treeEnd, actual: fecOffset } },
+    );
+  }
+  return computeFecGeometry({
+    roots,
+    dataBlockSize: params.dataBlockSize,
+    hashBlockSize: params.hashBlockSize,
+    dataBlocks: params.dataBlocks,
+    hashStartBlock: treeGeometry.hashStartBlock,
+    fecOffset,
+    onHashDevice: fec.onHashDevice,
+    hashDeviceSize: fec.hashDeviceSize,
+  });
+}
+
 /** What planFec knows of the other two operands. */
 interface FecContext {
   dataAddress: string;
@@ -116,15 +171,9 @@ interface FecContext {
  * what format writes into it (the cleared superblock, the tree).
  */
 async function planFec(options: FecOptions, tree: TreePlan, ctx: FecContext): Promise<FecPlan | null> {
-  const { params, geometry: treeGeometry } = tree;
-  if (options.fecDevice === undefined) {
-    const given = options.fecOffset !== undefined ? 'fecOffset' : options.fecRoots !== undefined ? 'fecRoots' : null;
-    if (given === null) return null;
-    throw new VerityError('E_PARAM', `--${given === 'fecOffset' ? 'fec-offset' : 'fec-roots'} needs --fec-device.`, {
-      data: { field: given },
-    });
-  }
-  const path = options.fecDevice;
+  const { params } = tree;
+  const path = fecDeviceOf(options);
+  if (path === null) return null;
   const fecFile = await statOrNull(path);
   if (!fecFile && splitAddress(path).steps.length > 0) {
     throw new VerityError('E_UNSUPPORTED', `Cannot write FEC parity into ${path}: format writes a file or block device, not into a container.`, {
@@ -132,41 +181,20 @@ async function planFec(options: FecOptions, tree: TreePlan, ctx: FecContext): Pr
     });
   }
   if (fecFile?.isDirectory()) throw new VerityError('E_NO_FILE', `${path} is a directory, not a file or block device.`, { data: { path } });
-  if (ctx.data.sequential) {
-    throw new VerityError(
-      'E_UNSUPPORTED',
-      `FEC reads the data out of order, and ${ctx.dataAddress} can only be read front to back (a stream or a compressed entry); ` +
-        'give it as a file.',
-      { data: { path: ctx.dataAddress } },
-    );
-  }
+  checkRandomAccess(ctx.dataAddress, ctx.data);
   const onHash = resolve(path) === resolve(ctx.hashPath) || (fecFile !== null && ctx.existing !== null && sameFile(fecFile, ctx.existing));
   const inData = fecFile !== null && ctx.placed !== null && sameFile(fecFile, ctx.placed.file);
   const fecOffset = options.fecOffset ?? 0;
-  const roots = options.fecRoots ?? DEFAULT_ROOTS;
-  checkFecParams({ roots, dataBlockSize: params.dataBlockSize, hashBlockSize: params.hashBlockSize, fecOffset });
-  const treeEnd = treeGeometry.hashDeviceSize;
-  if (onHash && fecOffset < treeEnd) {
-    // veritysetup checks this only when --data-blocks is given (its overlap test uses the tree size of 0 data blocks
-    // otherwise) and then lets the parity overwrite the tree. The kernel also refuses FEC that does not cover the tree,
-    // so the parity cannot go before it either.
-    throw new VerityError(
-      'E_OVERLAP',
-      `Hash area overlaps with FEC area: on ${ctx.hashPath} the hash tree ends at byte ${treeEnd} and the FEC area must ` +
-        `start there or later; --fec-offset is ${fecOffset}.`,
-      { data: { path, field: 'fecOffset', expected: treeEnd, actual: fecOffset } },
-    );
-  }
-  const geometry = computeFecGeometry({
-    roots,
-    dataBlockSize: params.dataBlockSize,
-    hashBlockSize: params.hashBlockSize,
-    dataBlocks: params.dataBlocks,
-    hashStartBlock: treeGeometry.hashStartBlock,
-    fecOffset,
-    onHashDevice: onHash,
-    hashDeviceSize: onHash ? 0 : await hashSizeAfterTree(tree, ctx.hashPath, ctx.existing),
-  });
+  const geometry = fecGeometryOf(
+    tree,
+    {
+      roots: options.fecRoots,
+      offset: options.fecOffset,
+      onHashDevice: onHash,
+      hashDeviceSize: onHash ? 0 : await hashSizeAfterTree(tree, ctx.hashPath, ctx.existing),
+    },
+    { hash: ctx.hashPath, fec: path },
+  );
   const fecEnd = fecOffset + geometry.parityBytes;
   if (inData && ctx.placed) {
     const { at, name } = ctx.placed;
@@ -301,48 +329,22 @@ async function planVerifyFec(
   ops: { data: Operand; hash: Operand; hashAddress: string },
   opened: Operand[],
 ): Promise<VerifyFecPlan | null> {
-  if (options.fecDevice === undefined) {
-    const given = options.fecOffset !== undefined ? 'fec-offset' : options.fecRoots !== undefined ? 'fec-roots' : null;
-    if (given === null) return null;
-    throw new VerityError('E_PARAM', `--${given} needs --fec-device.`, { data: { field: given === 'fec-offset' ? 'fecOffset' : 'fecRoots' } });
-  }
-  const path = options.fecDevice;
-  for (const [name, o] of [
-    [ops.data.address, ops.data],
-    [ops.hash.address, ops.hash],
-  ] as const) {
-    if (o.source.sequential) {
-      throw new VerityError(
-        'E_UNSUPPORTED',
-        `FEC reads blocks out of order, and ${name} can only be read front to back (a stream or a compressed entry); give it as a file.`,
-        { data: { path: name } },
-      );
-    }
-  }
+  const path = fecDeviceOf(options);
+  if (path === null) return null;
+  checkRandomAccess(ops.data.address, ops.data.source);
+  checkRandomAccess(ops.hash.address, ops.hash.source);
   const fecOperand = await openOperand(path);
   opened.push(fecOperand);
   const same = (a: Operand, b: Operand) => a.file !== null && b.file !== null && sameFile(a.file, b.file) && a.extent !== null && a.extent === b.extent;
   const onHash = resolve(path) === resolve(ops.hashAddress) || same(fecOperand, ops.hash);
   const inData = !onHash && same(fecOperand, ops.data);
   const fecOffset = options.fecOffset ?? 0;
-  const { params, geometry: treeGeometry } = tree;
-  if (onHash && fecOffset < treeGeometry.hashDeviceSize) {
-    throw new VerityError(
-      'E_OVERLAP',
-      `Hash area overlaps with FEC area: on ${ops.hashAddress} the hash tree ends at byte ${treeGeometry.hashDeviceSize}; --fec-offset is ${fecOffset}.`,
-      { data: { path, field: 'fecOffset', expected: treeGeometry.hashDeviceSize, actual: fecOffset } },
-    );
-  }
-  const geometry = computeFecGeometry({
-    roots: options.fecRoots ?? DEFAULT_ROOTS,
-    dataBlockSize: params.dataBlockSize,
-    hashBlockSize: params.hashBlockSize,
-    dataBlocks: params.dataBlocks,
-    hashStartBlock: treeGeometry.hashStartBlock,
-    fecOffset,
-    onHashDevice: onHash,
-    hashDeviceSize: ops.hash.source.size,
-  });
+  const { params } = tree;
+  const geometry = fecGeometryOf(
+    tree,
+    { roots: options.fecRoots, offset: options.fecOffset, onHashDevice: onHash, hashDeviceSize: ops.hash.source.size },
+    { hash: ops.hashAddress, fec: path },
+  );
   const dataEnd = params.dataBlocks * params.dataBlockSize;
   if (inData && fecOffset < dataEnd) {
     throw new VerityError(

@@ -9,6 +9,7 @@ import { createAtomic, createScratch, openFileSource, openInPlace, type AtomicOu
 import type { FecGeometry, FecPlacement } from '../fec/geometry.js';
 import type { VerityParams } from '../format/params.js';
 import type { ByteSource } from '../io/source.js';
+import type { RepairReport } from '../report/text.js';
 import { RangeSet, type BlockRange } from '../tree/ranges.js';
 import { assessRepair, MAX_RESTORED_BYTES, withBlocks, type FecAssessment } from '../tree/repairable.js';
 import type { TreePlan } from '../tree/plan.js';
@@ -27,21 +28,13 @@ export interface RepairOptions extends VerifyOptions {
   inPlace?: boolean;
 }
 
-export interface RepairOutcome {
-  /**
-   * `clean`: nothing was damaged; `repaired`: the outputs (or inputs) now verify; `unrepairable`: some damaged block
-   * cannot be restored (see `assessment`); `root-mismatch`: the tree does not match the root hash, so nothing says
-   * which blocks are damaged. Only `repaired` writes anything.
-   */
-  status: 'clean' | 'repaired' | 'unrepairable' | 'root-mismatch';
-  /** What the parity can do (null for clean and root-mismatch). */
-  assessment: FecAssessment | null;
-  /** Restored data blocks and hash-device blocks (absolute). */
-  repaired: { data: BlockRange[]; hash: BlockRange[] };
-  /** Files written: data and, when tree blocks were restored, hash. */
-  written: { data: string | null; hash: string | null };
-  inPlace: boolean;
-  rootHash: Uint8Array;
+/**
+ * What repair did (report/text.ts: RepairReport declares the fields the reports use): `clean`, nothing was damaged;
+ * `repaired`, the outputs (or inputs) now verify; `unrepairable`, some damaged block cannot be restored (see
+ * `assessment`); `root-mismatch`, the tree does not match the root hash, so nothing says which blocks are damaged.
+ * Only `repaired` writes anything.
+ */
+export interface RepairOutcome extends RepairReport {
   engine: string;
   params: VerityParams;
   /** The parity read. */

@@ -24,7 +24,6 @@ import { nodeCryptoEngine } from '../threads/node-crypto-engine.js';
 import type { ImageOutcome, RootHashSource, TargetOutcome } from '../report/image.js';
 import { damagedFiles } from '../report/owners.js';
 import { checkFecSize } from '../fec/decode.js';
-import { computeFecGeometry } from '../fec/geometry.js';
 import type { HashEngine } from '../hash/engine.js';
 import type { PassOptions } from '../tree/progress.js';
 import { assessRepair } from '../tree/repairable.js';
@@ -33,6 +32,7 @@ import type { Certificate } from '../trust/certificates.js';
 import { withEngine } from './engine.js';
 import { judgeClaim, loadTrustedCertificates } from './trust.js';
 import { engineOptions, openOptions, passOptions, type VerifyOptions } from './options.js';
+import { fecGeometryOf } from './plan.js';
 import { expectedRootHash, type ExpectedRootHash } from './root-hash.js';
 
 type Status = VerifyStatus | 'unresolved' | 'unauthenticated';
@@ -140,22 +140,16 @@ async function assessTargetFec(
 ): Promise<TargetOutcome['fec']> {
   const fec = target.fec;
   if (!fec) return undefined;
-  const { params, geometry: treeGeometry } = target.tree;
   if (target.data.sequential || target.hash.sequential) {
     warnings.push(`FEC ${fec.where} not used: the data is read as a stream (a compressed entry or stdin), and FEC reads blocks out of order`);
     return undefined;
   }
   try {
-    const geometry = computeFecGeometry({
-      roots: fec.roots,
-      dataBlockSize: params.dataBlockSize,
-      hashBlockSize: params.hashBlockSize,
-      dataBlocks: params.dataBlocks,
-      hashStartBlock: treeGeometry.hashStartBlock,
-      fecOffset: fec.offset,
-      onHashDevice: fec.onHashDevice,
-      hashDeviceSize: target.hash.size,
-    });
+    const geometry = fecGeometryOf(
+      target.tree,
+      { roots: fec.roots, offset: fec.offset, onHashDevice: fec.onHashDevice, hashDeviceSize: target.hash.size },
+      { hash: target.hashFile ?? target.name, fec: fec.where },
+    );
     checkFecSize(geometry, fec.source);
     const report = { path: fec.where, placement: fec.onHashDevice ? ('hash-device' as const) : ('separate' as const), geometry };
     if (result.status === 'root-mismatch' || expected === null) return { ...report, assessment: null };

@@ -18,7 +18,7 @@
  */
 import { VerityError } from '../errors.js';
 import type { ByteSource } from '../io/source.js';
-import { readExactly } from '../io/source.js';
+import { readExactly, readOrZeros } from '../io/source.js';
 import { EXP, gfMul, gfPow, LOG, mulTable } from './gf256.js';
 import { coveredBlockAt, type FecGeometry } from './geometry.js';
 import { RS_CODEWORD } from './rs.js';
@@ -269,14 +269,4 @@ async function readRound(g: FecGeometry, s: FecSources, n: number, round: Uint8A
   for (let b = 0; b < B; b++) {
     for (let k = 0; k < g.roots; k++) round[(g.rsn + k) * B + b] = parity[b * g.roots + k]!;
   }
-}
-
-async function readOrZeros(source: Pick<ByteSource, 'read'>, dst: Uint8Array, position: number): Promise<void> {
-  let done = 0;
-  while (done < dst.length) {
-    const n = await source.read(dst.subarray(done), position + done);
-    if (n <= 0) break;
-    done += n;
-  }
-  dst.fill(0, done);
 }

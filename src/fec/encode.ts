@@ -12,7 +12,7 @@
  */
 import { VerityError } from '../errors.js';
 import type { ByteSink, ByteSource } from '../io/source.js';
-import { readExactly } from '../io/source.js';
+import { readExactly, readOrZeros } from '../io/source.js';
 import type { FecGeometry } from './geometry.js';
 import { createRsEncoder, type RsEncoder } from './rs.js';
 
@@ -122,15 +122,4 @@ async function readCovered(g: FecGeometry, inputs: FecInputs, start: number, cou
     const position = (k - g.dataBlocks + g.hashStartBlock) * B;
     await readOrZeros(inputs.hash, dst.subarray(at, count * B), position);
   }
-}
-
-/** Fills `dst` from `position` of `source`; what lies past its end reads as zeros. */
-async function readOrZeros(source: Pick<ByteSource, 'read'>, dst: Uint8Array, position: number): Promise<void> {
-  let done = 0;
-  while (done < dst.length) {
-    const n = await source.read(dst.subarray(done), position + done);
-    if (n <= 0) break;
-    done += n;
-  }
-  dst.fill(0, done);
 }

@@ -60,6 +60,17 @@ export async function readExactly(source: ByteSource, dst: Uint8Array, position:
   }
 }
 
+/** Fills `dst` from `position` of `source`; what lies past its end reads as zeros (a device that ends early). */
+export async function readOrZeros(source: Pick<ByteSource, 'read'>, dst: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < dst.length) {
+    const n = await source.read(dst.subarray(done), position + done);
+    if (n <= 0) break;
+    done += n;
+  }
+  dst.fill(0, done);
+}
+
 /** An in-memory source, for tests and for callers that already hold the bytes. */
 export function bytesSource(bytes: Uint8Array): ByteSource {
   return {

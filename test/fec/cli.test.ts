@@ -92,7 +92,7 @@ describe('format --fec-device with inputs it cannot use (exit 4)', () => {
     const f = files();
     await expect(
       formatFiles('-', f.hash, { stdin: Readable.from([DATA]), dataBlocks: 300, fecDevice: f.fec }),
-    ).rejects.toMatchObject({ code: 'E_UNSUPPORTED', message: expect.stringMatching(/FEC reads the data out of order/) });
+    ).rejects.toMatchObject({ code: 'E_UNSUPPORTED', message: expect.stringMatching(/FEC reads blocks out of order/) });
     expect(readdirSync(f.dir)).toEqual(['data.img']);
   });
 });
