@@ -4,6 +4,7 @@
  * --hash-output, damaged parity, --in-place, and the refusals. The parity comes from veritysetup where installed (so
  * the repair is checked against the real producer's parity), else from our format.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -12,10 +13,12 @@ import { repairFiles } from '../../src/api/repair.js';
 import { expectFailure, runCaptured } from '../support/cli-harness.js';
 import { makeData } from '../support/data.js';
 import { Rng } from '../support/rng.js';
+import { findTool } from '../support/tools.js';
 import { tempDirPerTest } from '../support/tree-damage.js';
 import { hasVeritysetup, veritysetup } from '../support/veritysetup-bin.js';
 
 const SALT = '77';
+const ZIP = findTool('zip', '/usr/bin/zip');
 const B = 4096;
 const dir = tempDirPerTest('verity-repair-');
 
@@ -149,6 +152,31 @@ describe('repair', () => {
     const r = await runCaptured(['repair', s.data, s.hash, s.root, `--fec-device=${s.fec}`, '--fec-roots=4', '--in-place', '--no-progress']);
     expect(r.code).toBe(2);
     expect(readFileSync(s.data)[11 * B]).toBe(data[11 * B]);
+  });
+
+  it.skipIf(!ZIP)(`data inside a zip: a stored entry is repaired to a raw --output; a deflated one (read front to back) and --in-place are refused (exit 4)${ZIP ? '' : ' [SKIPPED: zip not installed]'}`, async () => {
+    const s = await setup(2, 400, 10);
+    const data = readFileSync(s.data);
+    data[17 * B]! ^= 0x20;
+    writeFileSync(s.data, data);
+    for (const [name, level] of [['stored.zip', '-0'], ['deflated.zip', '-9']] as const) {
+      expect(spawnSync(ZIP!, ['-q', '-j', level, join(s.dir, name), s.data]).status).toBe(0);
+    }
+    const out = join(s.dir, 'from-zip.img');
+    const ok = await runCaptured(['repair', `${join(s.dir, 'stored.zip')}::data.img`, s.hash, s.root, `--fec-device=${s.fec}`, `--output=${out}`]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(Buffer.from(readFileSync(out)).equals(Buffer.from(s.original.data))).toBe(true);
+    expectFailure(
+      await runCaptured(['repair', `${join(s.dir, 'stored.zip')}::data.img`, s.hash, s.root, `--fec-device=${s.fec}`, '--in-place']),
+      4,
+      /is not a plain file or a partition of a raw disk/,
+    );
+    expectFailure(
+      await runCaptured(['repair', `${join(s.dir, 'deflated.zip')}::data.img`, s.hash, s.root, `--fec-device=${s.fec}`, `--output=${out}.2`]),
+      4,
+      /FEC reads blocks out of order/,
+    );
+    expect(existsSync(`${out}.2`)).toBe(false);
   });
 
   it('refuses what it cannot do, before writing (exit 1)', async () => {
