@@ -1,12 +1,15 @@
 /** `verity format`: builds the hash tree of a data operand into a hash file, as `veritysetup format` does. */
 import { toHex } from '../binary/bytes.js';
-import { encodeFec } from '../fec/encode.js';
+import { VerityError } from '../errors.js';
+import { encodeFec, type FecGroupEncoder } from '../fec/encode.js';
 import type { FecGeometry, FecPlacement } from '../fec/geometry.js';
 import { fsBlockSize, openInPlace, createAtomic, writeFileAtomic, type AtomicOutput, type FileSink } from '../files/files.js';
 import type { TreeGeometry } from '../format/geometry.js';
 import { SUPERBLOCK_SIZE, type VerityParams } from '../format/params.js';
 import type { HashEngine } from '../hash/engine.js';
 import type { ReadWriteSink } from '../io/source.js';
+import { createFecPool, type FecPool } from '../threads/fec-pool.js';
+import { MAX_THREADS } from '../threads/limits.js';
 import { buildTree, writeSuperblock, type BuildResult } from '../tree/build.js';
 import type { PassOptions } from '../tree/progress.js';
 import { withEngine } from './engine.js';
@@ -43,7 +46,7 @@ export async function formatFiles(dataAddress: string, hashPath: string, options
   try {
     const pass = passOptions(options);
     const result = await withEngine(plan.tree, engineOptions(options), (engine) =>
-      plan.existing ? updateInPlace(plan, engine, pass) : writeNew(plan, engine, pass),
+      plan.existing ? updateInPlace(plan, engine, pass, options.threads) : writeNew(plan, engine, pass, options.threads),
     );
     if (plan.rootHashFile !== undefined) await writeFileAtomic(plan.rootHashFile, toHex(result.rootHash));
     return {
@@ -61,7 +64,7 @@ export async function formatFiles(dataAddress: string, hashPath: string, options
  * Rewrites the tree of an existing hash file or device. Its old superblock is cleared first and the new one written
  * last, so an interrupted run never leaves a superblock over an incomplete tree (or over parity not yet written).
  */
-async function updateInPlace(plan: FormatPlan, engine: HashEngine, pass: PassOptions): Promise<BuildResult> {
+async function updateInPlace(plan: FormatPlan, engine: HashEngine, pass: PassOptions, threads: number | undefined): Promise<BuildResult> {
   const { tree, hashPath } = plan;
   const sink = await openInPlace(hashPath);
   let fecOut: FecOutput | null = null;
@@ -73,7 +76,7 @@ async function updateInPlace(plan: FormatPlan, engine: HashEngine, pass: PassOpt
       await sink.sync();
     }
     const built = await buildTree(tree, plan.data, sink, engine, treePass(plan, pass));
-    await writeFec(plan, sink, fecOut, pass);
+    await writeFec(plan, sink, fecOut, pass, threads);
     await sink.sync();
     await fecOut?.finish();
     if (tree.params.superblock) {
@@ -88,14 +91,14 @@ async function updateInPlace(plan: FormatPlan, engine: HashEngine, pass: PassOpt
 }
 
 /** Writes a new hash file beside its destination and renames it into place once complete. */
-async function writeNew(plan: FormatPlan, engine: HashEngine, pass: PassOptions): Promise<BuildResult> {
+async function writeNew(plan: FormatPlan, engine: HashEngine, pass: PassOptions, threads: number | undefined): Promise<BuildResult> {
   const out = await createAtomic(plan.hashPath);
   let fecOut: FecOutput | null = null;
   try {
     fecOut = await openFecOutput(plan.fec);
     const deviceBlockSize = await fsBlockSize(plan.hashPath);
     const built = await buildTree(plan.tree, plan.data, out.sink, engine, treePass(plan, pass));
-    await writeFec(plan, out.sink, fecOut, pass);
+    await writeFec(plan, out.sink, fecOut, pass, threads);
     if (plan.tree.params.superblock) await writeSuperblock(out.sink, plan.tree.params, deviceBlockSize);
     await fecOut?.finish();
     await out.commit();
@@ -149,23 +152,47 @@ async function openFecOutput(fec: FecPlan | null): Promise<FecOutput | null> {
 
 /**
  * Encodes the parity over the data and the hash device as the tree left it (`hash`, read back through its sink), into
- * the hash device itself or `fecOut`.
+ * the hash device itself or `fecOut`, with the WebAssembly SIMD encoder: on this thread by default, on `threads`
+ * worker threads when more than one is asked for (falling back to this thread where threads cannot start). The parity
+ * is the same either way.
+ *
+ * Why one thread by default: the encoder (5–8 GB/s per core for 2 roots) is faster than the reads that feed it, which
+ * stay on this thread's I/O (fec-pool.ts), so on the 2-core machine of docs/performance.md ("FEC") worker threads only
+ * add their start-up and compete with the reads for the cores: 256 MiB formatted in ~1.4 s with one, ~1.7–2.9 s with
+ * two. More cores, roots 24 (6–10× the encoding work) or a faster read path may change that; `--threads` decides.
  */
-async function writeFec(plan: FormatPlan, hash: ReadWriteSink, fecOut: FecOutput | null, pass: PassOptions): Promise<void> {
+async function writeFec(plan: FormatPlan, hash: ReadWriteSink, fecOut: FecOutput | null, pass: PassOptions, threads: number | undefined): Promise<void> {
   const { fec, data, tree } = plan;
   if (!fec) return;
   const dataBytes = tree.params.dataBlocks * tree.params.dataBlockSize;
   const { onProgress, signal } = pass;
-  await encodeFec(
-    fec.geometry,
-    // The sink reads short past its end: bytes there (a gap before the FEC area) read as zeros.
-    { data, hash },
-    fecOut?.sink ?? hash,
-    {
-      ...(signal && { signal }),
-      ...(onProgress && {
-        onProgress: (p) => onProgress({ bytesDone: dataBytes + p.bytesDone, bytesTotal: dataBytes + p.bytesTotal }),
-      }),
-    },
-  );
+  const { geometry } = fec;
+  const count = Math.min(MAX_THREADS, threads ?? 1);
+  let pool: FecPool | undefined;
+  let groups: FecGroupEncoder | undefined;
+  try {
+    if (count > 1) {
+      pool = createFecPool({ threads: count });
+      groups = await pool.groupEncoder(geometry.roots, geometry.blockSize).catch((e: unknown) => {
+        // Threads cannot start here (no worker_threads, no WebAssembly SIMD): this thread encodes instead.
+        if (e instanceof VerityError && e.code === 'E_UNSUPPORTED') return undefined;
+        throw e;
+      });
+    }
+    await encodeFec(
+      geometry,
+      // The sink reads short past its end: bytes there (a gap before the FEC area) read as zeros.
+      { data, hash },
+      fecOut?.sink ?? hash,
+      {
+        ...(groups && { groups }),
+        ...(signal && { signal }),
+        ...(onProgress && {
+          onProgress: (p) => onProgress({ bytesDone: dataBytes + p.bytesDone, bytesTotal: dataBytes + p.bytesTotal }),
+        }),
+      },
+    );
+  } finally {
+    await pool?.close();
+  }
 }

@@ -5,16 +5,17 @@
  * veritysetup (lib/verity/verity_fec.c: FEC_process_inputs) reads them one block at a time for every round:
  * `coveredBlocks` reads of B bytes with a seek before each. Here consecutive rounds are taken in groups of G: the
  * blocks of rounds n0 … n0+G−1 at symbol i are the contiguous run i·rounds + n0 … i·rounds + n0 + G − 1, so a group
- * is rsn contiguous reads of G blocks into a rsn × G × B buffer. Every covered block is read exactly once, the whole
- * area once in total, in ceil(rounds / G) · rsn reads; memory is two group buffers (the next group is read while the
- * current one is encoded), about 2 × `groupBytes`, whatever the image size. The parity is written front to back, one
- * write per group.
+ * is rsn contiguous reads of G blocks into a buffer of rsn rows of G × B bytes. Every covered block is read exactly
+ * once, the whole area once in total, in ceil(rounds / G) · rsn reads; memory is a few group buffers (the next groups
+ * are read while one is encoded: two on the calling thread, more for a worker pool), each about `groupBytes`,
+ * whatever the image size. The parity is written front to back, one write per group.
  */
 import { VerityError } from '../errors.js';
 import type { ByteSink, ByteSource } from '../io/source.js';
 import { readExactly, readOrZeros } from '../io/source.js';
 import type { FecGeometry } from './geometry.js';
-import { createRsEncoder, type RsEncoder } from './rs.js';
+import type { RsEncoder } from './rs.js';
+import { createFastRsEncoder } from './rs-simd.js';
 
 /** The covered area's two inputs. */
 export interface FecInputs {
@@ -34,9 +35,27 @@ export interface FecPassOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * Encodes whole groups of rounds: on the calling thread (groupEncoder, from an RsEncoder) or on worker threads
+ * (threads/fec-pool.ts). A group of `count` rounds lies in `messages` with round g's symbol i at `i · stride + g · B`,
+ * and its parity goes to `parity` from 0, round after round: `count · B · roots` bytes, the FEC area's order.
+ */
+export interface FecGroupEncoder {
+  /** Groups in flight at once (read, encoded or written), each with a message and a parity buffer. */
+  readonly slots: number;
+  /** Buffers the encoder reads and writes without a copy (RsEncoder.buffers); each call replaces the last ones. */
+  buffers(sizes: readonly number[]): Uint8Array[];
+  encodeGroup(messages: Uint8Array, parity: Uint8Array, count: number, stride: number): void | Promise<void>;
+}
+
 export interface FecEncodeOptions extends FecPassOptions {
-  /** The encoder to use (default: the scalar one of rs.ts). Its roots and block size must be the geometry's. */
+  /**
+   * The encoder of the calling thread (default: createFastRsEncoder, the WebAssembly SIMD one where it runs). Its
+   * roots and block size must be the geometry's.
+   */
   encoder?: RsEncoder;
+  /** Groups encoded elsewhere (a worker pool), instead of `encoder`. */
+  groups?: FecGroupEncoder;
   /** About how many bytes of blocks one group of rounds reads (default 16 MiB; at least one round). */
   groupBytes?: number;
 }
@@ -45,8 +64,39 @@ export interface FecEncodeOptions extends FecPassOptions {
 export const DEFAULT_GROUP_BYTES = 16 << 20;
 
 /**
+ * Bytes between the rows of a group past its blocks. Rows a multiple of 4 KiB apart start in the same cache sets, and
+ * a step of the encoder reads one line from each of the rsn rows; a line more spreads them over the sets.
+ */
+export const ROW_PAD = 64;
+
+/**
+ * Reads of one group in flight at once: enough to keep Node's I/O threads busy; rsn at once measured no faster, and
+ * only queues more work behind them.
+ */
+const READS_IN_FLIGHT = 4;
+
+/** The calling thread's encoder as a group encoder: two slots (one group read while the other is encoded). */
+export function groupEncoder(encoder: RsEncoder): FecGroupEncoder {
+  const B = encoder.blockSize;
+  const step = B * encoder.roots;
+  return {
+    slots: 2,
+    buffers: (sizes) => encoder.buffers?.(sizes) ?? sizes.map((n) => new Uint8Array(n)),
+    encodeGroup(messages, parity, count, stride) {
+      for (let g = 0; g < count; g++) encoder.encodeRound(messages, parity.subarray(g * step, (g + 1) * step), { offset: g * B, stride });
+    },
+  };
+}
+
+/** Rounds per group for `groupBytes` (at least one, at most all). */
+export function roundsPerGroup(geometry: FecGeometry, groupBytes = DEFAULT_GROUP_BYTES): number {
+  return Math.max(1, Math.min(geometry.rounds, Math.floor(groupBytes / (geometry.rsn * geometry.blockSize))));
+}
+
+/**
  * Encodes the parity of the covered area of `inputs` and writes it to `sink` from `geometry.fecOffset`, front to back
- * (`geometry.parityBytes` bytes). Reads each covered block once (see the I/O pattern above).
+ * (`geometry.parityBytes` bytes). Reads each covered block once (see the I/O pattern above). Memory: `slots` groups,
+ * each rsn rows of (rounds per group · B + ROW_PAD) bytes and its parity, whatever the image size.
  */
 export async function encodeFec(
   geometry: FecGeometry,
@@ -55,55 +105,76 @@ export async function encodeFec(
   options: FecEncodeOptions = {},
 ): Promise<void> {
   const { rounds, rsn, roots, blockSize: B, coveredBlocks } = geometry;
-  const encoder = options.encoder ?? createRsEncoder(roots, B);
-  if (encoder.roots !== roots || encoder.blockSize !== B) {
-    throw new VerityError('E_INTERNAL', `FEC encoder for ${encoder.roots} roots and ${encoder.blockSize}-byte blocks given for ${roots} and ${B}.`);
-  }
-  const perGroup = Math.max(1, Math.min(rounds, Math.floor((options.groupBytes ?? DEFAULT_GROUP_BYTES) / (rsn * B))));
-  const groups = Math.ceil(rounds / perGroup);
-  const buffers = [new Uint8Array(rsn * perGroup * B), new Uint8Array(rsn * perGroup * B)];
-  const parity = new Uint8Array(perGroup * B * roots);
-  const bytesTotal = coveredBlocks * B;
-
-  const read = (group: number): Promise<Uint8Array> => readGroup(geometry, inputs, group * perGroup, perGroup, buffers[group & 1]!);
-  let next: Promise<Uint8Array> | undefined = read(0);
-  try {
-    for (let group = 0; group < groups; group++) {
-      options.signal?.throwIfAborted();
-      const buf = await next!;
-      next = group + 1 < groups ? read(group + 1) : undefined;
-      // Marks a failed read-ahead as handled while this group is encoded; it still throws when awaited.
-      next?.catch(() => {});
-      const first = group * perGroup;
-      const count = Math.min(perGroup, rounds - first);
-      for (let g = 0; g < count; g++) {
-        encoder.encodeRound(buf, parity.subarray(g * B * roots, (g + 1) * B * roots), { offset: g * B, stride: perGroup * B });
-      }
-      await sink.write(parity.subarray(0, count * B * roots), geometry.fecOffset + first * B * roots);
-      options.onProgress?.({ bytesDone: Math.min(bytesTotal, Math.round((bytesTotal * (first + count)) / rounds)), bytesTotal });
+  let groups = options.groups;
+  if (!groups) {
+    const encoder = options.encoder ?? createFastRsEncoder(roots, B);
+    if (encoder.roots !== roots || encoder.blockSize !== B) {
+      throw new VerityError('E_INTERNAL', `FEC encoder for ${encoder.roots} roots and ${encoder.blockSize}-byte blocks given for ${roots} and ${B}.`);
     }
+    groups = groupEncoder(encoder);
+  }
+  const perGroup = roundsPerGroup(geometry, options.groupBytes);
+  const stride = perGroup * B + ROW_PAD;
+  const groupCount = Math.ceil(rounds / perGroup);
+  const slots = Math.max(1, Math.min(groups.slots, groupCount));
+  const buffers = groups.buffers([...Array<number>(slots).fill(rsn * stride), ...Array<number>(slots).fill(perGroup * B * roots)]);
+  const bytesTotal = coveredBlocks * B;
+  let roundsDone = 0;
+
+  // Group n: read into its slot, encoded, then written once group n − 1's parity is: the FEC area is written front
+  // to back. A slot is reused only when its group is written.
+  const runGroup = async (group: number, slot: number, previous: Promise<void>): Promise<void> => {
+    const first = group * perGroup;
+    const count = Math.min(perGroup, rounds - first);
+    const messages = buffers[slot]!;
+    const parity = buffers[slots + slot]!;
+    await readGroup(geometry, inputs, first, perGroup, stride, messages);
+    options.signal?.throwIfAborted();
+    await groups.encodeGroup(messages, parity, count, stride);
+    await previous;
+    await sink.write(parity.subarray(0, count * B * roots), geometry.fecOffset + first * B * roots);
+    roundsDone += count;
+    options.onProgress?.({ bytesDone: Math.min(bytesTotal, Math.round((bytesTotal * roundsDone) / rounds)), bytesTotal });
+  };
+
+  const running: Promise<void>[] = [];
+  let last: Promise<void> = Promise.resolve();
+  try {
+    for (let group = 0; group < groupCount; group++) {
+      options.signal?.throwIfAborted();
+      const slot = group % slots;
+      if (running[slot]) await running[slot];
+      last = runGroup(group, slot, last);
+      // Marks a failure as handled while later groups start; it still throws where it is awaited.
+      last.catch(() => {});
+      running[slot] = last;
+    }
+    await last;
   } finally {
-    // Never return while a read can still land in a buffer.
-    await next?.catch(() => {});
+    // Never return while a read or an encoder can still touch a buffer.
+    await Promise.allSettled(running);
   }
 }
 
 /**
  * Reads the blocks of rounds `first` … `first + count − 1` into `buf`: symbol i of round first + g at
- * `(i · count + g) · B`. Blocks past the covered area are zeros.
+ * `i · stride + g · B`. Blocks past the covered area are zeros.
  */
-async function readGroup(g: FecGeometry, inputs: FecInputs, first: number, count: number, buf: Uint8Array): Promise<Uint8Array> {
+async function readGroup(g: FecGeometry, inputs: FecInputs, first: number, count: number, stride: number, buf: Uint8Array): Promise<Uint8Array> {
   const B = g.blockSize;
   const n = Math.min(count, g.rounds - first);
-  const reads: Promise<void>[] = [];
-  for (let i = 0; i < g.rsn; i++) {
-    const dst = buf.subarray(i * count * B, (i + 1) * count * B);
-    const start = i * g.rounds + first;
-    const covered = Math.max(0, Math.min(n, g.coveredBlocks - start));
-    dst.fill(0, covered * B);
-    if (covered > 0) reads.push(readCovered(g, inputs, start, covered, dst));
-  }
-  await Promise.all(reads);
+  let next = 0;
+  const chain = async (): Promise<void> => {
+    while (next < g.rsn) {
+      const i = next++;
+      const dst = buf.subarray(i * stride, i * stride + count * B);
+      const start = i * g.rounds + first;
+      const covered = Math.max(0, Math.min(n, g.coveredBlocks - start));
+      dst.fill(0, covered * B);
+      if (covered > 0) await readCovered(g, inputs, start, covered, dst);
+    }
+  };
+  await Promise.all(Array.from({ length: READS_IN_FLIGHT }, chain));
   return buf;
 }
 

@@ -5,7 +5,9 @@
  * m_0 the highest-degree coefficient, then the parity p_0 … p_(roots−1) = m(x) · x^roots mod g(x), p_0 highest.
  *
  * The encoder works on a whole round at once: the B codewords whose messages are byte b of the same rsn blocks. It
- * is behind a small interface so that faster kernels (SIMD, worker threads) can replace this scalar one.
+ * is behind a small interface so that faster kernels can replace this scalar one: the WebAssembly SIMD encoder of
+ * rs-simd.ts (the default wherever SIMD runs), spread over worker threads on Node (threads/fec-pool.ts). This one
+ * stays the path of runtimes without WebAssembly SIMD, and the reference the SIMD encoder is tested against.
  */
 import { VerityError } from '../errors.js';
 import { generatorPolynomial, mulTable } from './gf256.js';
@@ -47,6 +49,12 @@ export interface RsEncoder {
    * `blockSize * roots` bytes.
    */
   encodeRound(messages: Uint8Array, parity: Uint8Array, layout?: RoundLayout): void;
+  /**
+   * Buffers of `sizes` bytes that this encoder reads and writes without a copy (the SIMD encoder's own WebAssembly
+   * memory, rs-simd.ts), 64-byte aligned. Each call replaces, and may detach, what an earlier one returned. Absent:
+   * any Uint8Array will do.
+   */
+  buffers?(sizes: readonly number[]): Uint8Array[];
 }
 
 /**
