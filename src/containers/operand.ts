@@ -241,11 +241,14 @@ function addressed(source: ByteSource, address: string): ByteSource {
       throw withPath(e, address);
     });
   const map = source.sequential;
-  if (!map) return { size: source.size, read: named(source) };
+  // What an image knows is zero (ByteSource.knownZero) is kept, so a pass over a sparse image skips it.
+  const zeros = source.knownZero && { knownZero: (offset: number, length: number) => source.knownZero!(offset, length) };
+  if (!map) return { size: source.size, read: named(source), ...zeros };
   const origin: ByteSource = { size: map.origin.size, read: named(map.origin) };
   return {
     size: source.size,
     read: named(source),
+    ...zeros,
     sequential: {
       origin,
       runs: (offset, length) => map.runs(offset, length),

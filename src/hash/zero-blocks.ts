@@ -48,6 +48,56 @@ export function* blockRuns(src: Uint8Array, blockSize: number, count: number): G
   if (count > runStart) yield { first: runStart, count: count - runStart, zero: runZero };
 }
 
+/** True when `a` and `b` hold the same bytes; compares 32-bit words eight at a time when it can, with an early exit. */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  const n = a.length;
+  if (n !== b.length) return false;
+  if (((a.byteOffset | b.byteOffset | n) & 31) !== 0) {
+    for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false;
+    return true;
+  }
+  return sameWords(new Int32Array(a.buffer, a.byteOffset, n >>> 2), 0, new Int32Array(b.buffer, b.byteOffset, n >>> 2), 0, n >>> 2);
+}
+
+/** Words [i, i + count) of `x` equal words [j, j + count) of `y`; `count` is a multiple of 8. */
+function sameWords(x: Int32Array, i: number, y: Int32Array, j: number, count: number): boolean {
+  if (x[i] !== y[j]) return false; // the common case for different hash blocks: decided by one word
+  for (let k = 0; k < count; k += 8) {
+    const p = i + k;
+    const q = j + k;
+    if (
+      ((x[p]! ^ y[q]!) | (x[p + 1]! ^ y[q + 1]!) | (x[p + 2]! ^ y[q + 2]!) | (x[p + 3]! ^ y[q + 3]!) |
+        (x[p + 4]! ^ y[q + 4]!) | (x[p + 5]! ^ y[q + 5]!) | (x[p + 6]! ^ y[q + 6]!) | (x[p + 7]! ^ y[q + 7]!)) !== 0
+    ) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * Blocks [0, count) of `src` as alternating runs of blocks that differ from `known` and blocks equal to it (`zero`
+ * set), in order. The tree uses it one level up from the data: a hash block equal to the hash block of an all-zero
+ * subtree has that subtree's digest, so it is copied, not hashed (tree/level-chain.ts).
+ */
+export function* knownBlockRuns(src: Uint8Array, blockSize: number, count: number, known: Uint8Array): Generator<BlockRun> {
+  const aligned = ((src.byteOffset | known.byteOffset | blockSize) & 31) === 0 && known.length === blockSize;
+  const words = blockSize >>> 2;
+  const x = aligned ? new Int32Array(src.buffer, src.byteOffset, count * words) : null;
+  const y = aligned ? new Int32Array(known.buffer, known.byteOffset, words) : null;
+  let runStart = 0;
+  let runKnown = false;
+  for (let i = 0; i < count; i++) {
+    const same = x ? sameWords(x, i * words, y!, 0, words) : sameBytes(src.subarray(i * blockSize, (i + 1) * blockSize), known);
+    if (same !== runKnown && i > runStart) {
+      yield { first: runStart, count: i - runStart, zero: runKnown };
+      runStart = i;
+    }
+    runKnown = same;
+  }
+  if (count > runStart) yield { first: runStart, count: count - runStart, zero: runKnown };
+}
+
 /**
  * The digest of an all-zero block, per block size, for one hasher (one algorithm and salt). It is not computed apart:
  * the first all-zero block met is hashed where it lies like any other, and its digest is kept.

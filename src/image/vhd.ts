@@ -15,7 +15,7 @@ import { VerityError } from '../errors.js';
 import { isPowerOfTwo, viewOf } from '../binary/bytes.js';
 import { array, at, latin1, struct, u16be, u32be, u64beBig, u8, utf16be, uuid, type StructValue } from '../binary/struct.js';
 import { sliceSource } from '../io/slice.js';
-import { readExactly, type ByteSource } from '../io/source.js';
+import { readExactly, type ByteRange, type ByteSource } from '../io/source.js';
 
 /** Bytes of the hard disk footer. */
 export const VHD_FOOTER_SIZE = 512;
@@ -445,6 +445,22 @@ export async function openVhd(file: ByteSource): Promise<VhdImage> {
   return {
     size,
     info,
+    // An unallocated block (BAT entry 0xFFFFFFFF) reads as zeros [VHD spec "Block Allocation Table"], as `read`
+    // returns it: a pass can take it as zeros without reading.
+    knownZero(offset, length) {
+      if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length <= 0) return [];
+      const end = Math.min(size, offset + length);
+      const out: ByteRange[] = [];
+      for (let block = Math.floor(offset / blockSize); block * blockSize < end; block++) {
+        if (dataOffsets[block]! >= 0) continue;
+        const at = Math.max(offset, block * blockSize);
+        const until = Math.min(end, (block + 1) * blockSize);
+        const last = out.at(-1);
+        if (last && last.at + last.length === at) last.length += until - at;
+        else out.push({ at, length: until - at });
+      }
+      return out;
+    },
     async read(dst, position) {
       if (!Number.isSafeInteger(position) || position < 0) {
         throw new VerityError('E_PARAM', `Invalid read position ${position}.`);

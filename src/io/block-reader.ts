@@ -1,22 +1,44 @@
-import type { ByteSource } from './source.js';
+import { VerityError } from '../errors.js';
+import type { ByteRange, ByteSource } from './source.js';
 import { readExactly } from './source.js';
 
 export interface BlockChunk {
   /** Index of the first block in this chunk. */
   first: number;
   count: number;
-  /** `count * blockSize` bytes; valid only until the next chunk is requested. */
+  /** `count * blockSize` bytes; valid only until the next chunk is requested. Empty when `zero` is set. */
   bytes: Uint8Array;
+  /** The source knows these blocks are zero (ByteSource.knownZero): they were not read. */
+  zero?: boolean;
 }
 
 /** Default bytes per chunk: large enough to amortise calls, small enough to stay in L2 (docs/performance.md). */
 export const DEFAULT_CHUNK_BYTES = 1 << 20;
+
+/**
+ * Bytes of the source asked about known zeros at once: the answer's length is bounded by this window, never by the
+ * source's size, and a window costs one lookup in an image's block table.
+ */
+const ZERO_WINDOW_BYTES = 256 << 20;
 
 export interface ReadOptions {
   /** Bytes per chunk (rounded down to whole blocks, at least one). */
   chunkBytes?: number;
   /** Where the two chunk buffers come from (e.g. memory shared with hashing threads). */
   allocate?: (bytes: number) => Uint8Array;
+  /**
+   * Yields the whole blocks the source knows are zero (ByteSource.knownZero) as chunks with `zero` set and no bytes,
+   * without reading them. A consumer that sets this must handle such chunks.
+   */
+  skipKnownZero?: boolean;
+}
+
+const NO_BYTES = new Uint8Array(0);
+
+interface Segment {
+  first: number;
+  count: number;
+  zero: boolean;
 }
 
 /**
@@ -31,35 +53,91 @@ export async function* readBlocks(
   options: ReadOptions = {},
 ): AsyncGenerator<BlockChunk> {
   const perChunk = Math.max(1, Math.floor((options.chunkBytes ?? DEFAULT_CHUNK_BYTES) / blockSize));
+  if (blocks <= 0) return;
   const size = Math.min(blocks, perChunk) * blockSize;
   const allocate = options.allocate ?? ((n: number) => new Uint8Array(n));
   const buffers = [allocate(size), allocate(size)];
-  const start = (first: number, slot: number): Promise<BlockChunk> => {
-    const count = Math.min(perChunk, blocks - first);
-    const bytes = buffers[slot]!.subarray(0, count * blockSize);
-    return readExactly(source, bytes, first * blockSize, what).then(() => ({ first, count, bytes }));
+  const segments = plan(source, blockSize, blocks, perChunk, options.skipKnownZero === true);
+  // Consecutive reads alternate between the buffers: when one starts, the consumer has asked for the chunk before
+  // it, so it no longer holds the chunk two reads back, which used the same buffer. Zero chunks use none.
+  let slot = 0;
+  const start = (s: Segment): Promise<BlockChunk> => {
+    if (s.zero) return Promise.resolve({ first: s.first, count: s.count, bytes: NO_BYTES, zero: true });
+    const bytes = buffers[slot]!.subarray(0, s.count * blockSize);
+    slot ^= 1;
+    return readExactly(source, bytes, s.first * blockSize, what).then(() => ({ first: s.first, count: s.count, bytes }));
   };
-  if (blocks <= 0) return;
   // The read-ahead in flight, if any. A consumer that stops early must not return while it can still write into a
   // buffer: with buffers shared across passes (a worker pool's arena) it would land in the next pass's data.
-  let inflight: Promise<BlockChunk> | undefined = start(0, 0);
+  let inflight: Promise<BlockChunk> | undefined = start(segments.next().value as Segment);
   inflight.catch(() => {});
-  let slot = 0;
   try {
     for (;;) {
       const chunk = await inflight!;
       inflight = undefined;
-      const next = chunk.first + chunk.count;
-      slot ^= 1;
-      if (next < blocks) {
-        inflight = start(next, slot);
+      const next = segments.next();
+      if (!next.done) {
+        inflight = start(next.value);
         // Marks a failed read-ahead as handled while the consumer works; it still throws when awaited above.
         inflight.catch(() => {});
       }
       yield chunk;
-      if (next >= blocks) return;
+      if (next.done) return;
     }
   } finally {
     await inflight?.catch(() => {});
   }
+}
+
+/** Blocks [0, blocks) as chunks to read (at most `perChunk` blocks) and, with `skip`, runs of known-zero blocks. */
+function* plan(source: ByteSource, blockSize: number, blocks: number, perChunk: number, skip: boolean): Generator<Segment> {
+  const zeros = skip ? source.knownZero?.bind(source) : undefined;
+  const window = zeros ? Math.max(perChunk, Math.floor(ZERO_WINDOW_BYTES / blockSize)) : blocks;
+  for (let w = 0; w < blocks; w += window) {
+    const end = Math.min(blocks, w + window);
+    let p = w;
+    if (zeros) {
+      for (const z of zeroBlocks(zeros(w * blockSize, (end - w) * blockSize), blockSize, w, end)) {
+        for (; p < z.first; p += Math.min(perChunk, z.first - p)) yield { first: p, count: Math.min(perChunk, z.first - p), zero: false };
+        yield { first: z.first, count: z.count, zero: true };
+        p = z.first + z.count;
+      }
+    }
+    for (; p < end; p += Math.min(perChunk, end - p)) yield { first: p, count: Math.min(perChunk, end - p), zero: false };
+  }
+}
+
+/**
+ * The whole blocks of [first, end) inside `ranges` (a source's known-zero answer), as sorted runs. Ranges that touch
+ * are merged first, so a block split between two of them still counts. A source that answers out of order has a bug.
+ */
+function zeroBlocks(ranges: ByteRange[], blockSize: number, first: number, end: number): Segment[] {
+  const out: Segment[] = [];
+  const lo = first * blockSize;
+  const hi = end * blockSize;
+  let runAt = -1;
+  let runEnd = -1;
+  const close = () => {
+    const a = Math.ceil(runAt / blockSize);
+    const b = Math.floor(runEnd / blockSize);
+    if (a < b) out.push({ first: a, count: b - a, zero: true });
+  };
+  for (const r of ranges) {
+    const at = Math.max(lo, r.at);
+    const until = Math.min(hi, r.at + r.length);
+    if (!Number.isSafeInteger(at) || !Number.isSafeInteger(until)) {
+      throw new VerityError('E_INTERNAL', `A source named known-zero bytes at ${r.at} (${r.length} bytes): not a byte range.`);
+    }
+    if (at >= until) continue;
+    if (at < runEnd) throw new VerityError('E_INTERNAL', `A source named known-zero bytes out of order (at ${r.at}).`);
+    if (at === runEnd) {
+      runEnd = until;
+      continue;
+    }
+    if (runEnd > runAt) close();
+    runAt = at;
+    runEnd = until;
+  }
+  if (runEnd > runAt) close();
+  return out;
 }

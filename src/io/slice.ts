@@ -2,7 +2,7 @@
  * A window onto another byte source: a partition of a disk, the data area of an image file.
  */
 import { VerityError } from '../errors.js';
-import type { ByteSource } from './source.js';
+import type { ByteRange, ByteSource } from './source.js';
 
 /**
  * The bytes [offset, offset + length) of `source`, as a source of `length` bytes. Reads never reach outside the
@@ -22,6 +22,20 @@ export function sliceSource(source: ByteSource, offset: number, length: number):
   const inner = source.sequential;
   return {
     size: length,
+    // A partition of a sparse disk image keeps what the image knows is zero (ByteSource.knownZero).
+    ...(source.knownZero && {
+      knownZero: (o: number, l: number) => {
+        const end = Math.min(length, o + l);
+        if (!(o < end)) return [];
+        const out: ByteRange[] = [];
+        for (const r of source.knownZero!(offset + o, end - o)) {
+          const at = Math.max(o, r.at - offset);
+          const until = Math.min(end, r.at - offset + r.length);
+          if (at < until) out.push({ at, length: until - at });
+        }
+        return out;
+      },
+    }),
     ...(inner && {
       sequential: {
         origin: inner.origin,

@@ -14,12 +14,22 @@ export interface ByteSource {
    * entry, stdin): says where they lie in it, so a pass can visit them in that order (io/sequential.ts).
    */
   readonly sequential?: SequentialMap;
+  /**
+   * Set when the source knows, without reading, that some of its bytes are zero (the unallocated blocks of a disk
+   * image): the parts of [offset, offset + length) it vouches for, sorted by `at`. Bytes outside them may still be
+   * zero. A pass skips reading and hashing what is listed (tree/build.ts); `read` still returns zeros there.
+   */
+  knownZero?(offset: number, length: number): ByteRange[];
+}
+
+/** The bytes [at, at + length) of a source. */
+export interface ByteRange {
+  at: number;
+  length: number;
 }
 
 /** `length` bytes at offset `at` of a source are the bytes at offset `from` of its sequential origin. */
-export interface OriginRun {
-  at: number;
-  length: number;
+export interface OriginRun extends ByteRange {
   from: number;
 }
 

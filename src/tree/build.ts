@@ -44,8 +44,9 @@ export interface Level0Store {
 
 /**
  * Hashes the data blocks and a pass over the chain of levels; shared by build and verify. `sink` decides what
- * happens to each finished hash block. Data from a front-to-back stream is hashed in stream order into the level-0
- * store `level0` gives, and the levels above are built from there.
+ * happens to each finished hash block. Data the source knows is zero (ByteSource.knownZero) is not read. Data from a
+ * front-to-back stream is hashed in stream order into the level-0 store `level0` gives, and the levels above are
+ * built from there.
  */
 export async function runChain(
   plan: TreePlan,
@@ -70,13 +71,16 @@ export async function runChain(
   }
   const chain = new LevelChain(plan, hasher, sink);
   const bytesTotal = params.dataBlocks * params.dataBlockSize;
+  // Blocks the source knows are zero (unallocated in a disk image) are neither read nor hashed (level-chain.ts).
   const reads = readBlocks(data, params.dataBlockSize, params.dataBlocks, 'Data device', {
     chunkBytes: engine.batchBytes,
     allocate: engine.allocate?.bind(engine),
+    skipKnownZero: true,
   });
   for await (const chunk of reads) {
     options.signal?.throwIfAborted();
-    await chain.addData(chunk.bytes, chunk.count);
+    if (chunk.zero) await chain.addZeroData(chunk.count);
+    else await chain.addData(chunk.bytes, chunk.count);
     options.onProgress?.({ bytesDone: (chunk.first + chunk.count) * params.dataBlockSize, bytesTotal });
   }
   return chain.finish();

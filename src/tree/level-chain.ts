@@ -5,8 +5,15 @@
  *
  * Formatting and verifying run the same chain: the sink writes the built blocks (format) or compares them with
  * the stored ones and passes the *stored* blocks up (verify), so each stored block is checked against its parent.
+ *
+ * Zero subtrees. Data blocks a source knows are zero (`addZeroData`) get the digest of a zero block without being
+ * read or hashed, whole level-0 blocks of them at a time. Above the data, a hash block whose bytes equal the block of
+ * an all-zero subtree of its level has that subtree's digest, worked out once per level (`ZeroSubtrees`): it is
+ * copied, not hashed. That test is on the bytes passed up, the stored ones when verifying, so a damaged block never
+ * takes the shortcut and is reported exactly as before; the digests, and so the output, are the same either way.
  */
 import type { BlockHasher } from '../hash/engine.js';
+import { knownBlockRuns } from '../hash/zero-blocks.js';
 import type { TreeGeometry } from '../format/geometry.js';
 import { VerityError } from '../errors.js';
 import type { TreePlan } from './plan.js';
@@ -28,20 +35,106 @@ export function levelCapacity(levelBlocks: number, hashBlockSize: number): numbe
 
 interface Parent {
   append(children: Uint8Array, childSize: number, count: number): Promise<void>;
+  /** Takes `count` data blocks known to be zero (only the entry of the chain, which data blocks reach). */
+  appendZero(count: number): Promise<void>;
+}
+
+/** A block of a level whose whole subtree is zero data, and its digest. */
+interface ZeroBlock {
+  block: Uint8Array;
+  digest: Uint8Array;
+}
+
+/**
+ * The digest of a zero data block, and for each level the hash block over a full set of zero children with its
+ * digest: `levels` hashes for the whole pass, computed on first use.
+ */
+class ZeroSubtrees {
+  data: Uint8Array = new Uint8Array(0);
+  /** levels[i]: the level-i hash block over `hashesPerBlock` zero subtrees of the level below. */
+  readonly levels: ZeroBlock[] = [];
+  private ready: Promise<void> | undefined;
+
+  constructor(
+    private readonly plan: TreePlan,
+    private readonly hasher: BlockHasher,
+  ) {}
+
+  init(): Promise<void> {
+    this.ready ??= this.compute();
+    return this.ready;
+  }
+
+  private async compute(): Promise<void> {
+    const { params, geometry } = this.plan;
+    const { hashesPerBlock: hpb, slotSize, digestSize } = geometry;
+    const hbs = params.hashBlockSize;
+    this.data = new Uint8Array(digestSize);
+    await this.hasher.hashBlocks(new Uint8Array(params.dataBlockSize), params.dataBlockSize, 1, this.data, 0, digestSize);
+    let child = this.data;
+    for (let i = 0; i < geometry.levels.length; i++) {
+      const block = new Uint8Array(hbs);
+      for (let j = 0; j < hpb; j++) block.set(child, j * slotSize);
+      const digest = new Uint8Array(digestSize);
+      await this.hasher.hashBlocks(block, hbs, 1, digest, 0, digestSize);
+      this.levels.push({ block, digest });
+      child = digest;
+    }
+  }
+}
+
+/**
+ * Hashes `count` blocks of `childSize` bytes into `dst` at `stride`, copying the digest of those equal to `known`
+ * (hash blocks of a zero subtree) instead of hashing them.
+ */
+async function hashChildren(
+  hasher: BlockHasher,
+  known: ZeroBlock | undefined,
+  children: Uint8Array,
+  childSize: number,
+  count: number,
+  dst: Uint8Array,
+  dstOffset: number,
+  stride: number,
+): Promise<void> {
+  if (!known || known.block.length !== childSize) {
+    await hasher.hashBlocks(children, childSize, count, dst, dstOffset, stride);
+    return;
+  }
+  for (const run of knownBlockRuns(children, childSize, count, known.block)) {
+    if (run.zero) {
+      for (let i = run.first; i < run.first + run.count; i++) dst.set(known.digest, dstOffset + i * stride);
+    } else {
+      const bytes = children.subarray(run.first * childSize, (run.first + run.count) * childSize);
+      await hasher.hashBlocks(bytes, childSize, run.count, dst, dstOffset + run.first * stride, stride);
+    }
+  }
 }
 
 class Root implements Parent {
   readonly digest: Uint8Array;
   received = 0;
 
-  constructor(private readonly hasher: BlockHasher) {
+  constructor(
+    private readonly hasher: BlockHasher,
+    private readonly zeros: ZeroSubtrees,
+    /** The level whose single block reaches the root; -1 when the data is one block and the tree has no levels. */
+    private readonly top: number,
+  ) {
     this.digest = new Uint8Array(hasher.digestSize);
   }
 
   async append(children: Uint8Array, childSize: number, count: number): Promise<void> {
     this.received += count;
     if (this.received > 1) throw new VerityError('E_INTERNAL', 'More than one block reached the root.');
-    await this.hasher.hashBlocks(children, childSize, 1, this.digest, 0, this.digest.length);
+    const known = this.top >= 0 ? this.zeros.levels[this.top] : undefined;
+    await hashChildren(this.hasher, known, children, childSize, 1, this.digest, 0, this.digest.length);
+  }
+
+  async appendZero(count: number): Promise<void> {
+    this.received += count;
+    if (this.received > 1) throw new VerityError('E_INTERNAL', 'More than one block reached the root.');
+    this.digest.set(this.zeros.data);
   }
 }
 
@@ -63,6 +156,7 @@ class Level implements Parent {
     private readonly hasher: BlockHasher,
     private readonly sink: LevelSink,
     private readonly parent: Parent,
+    private readonly zeros: ZeroSubtrees,
   ) {
     this.capacity = levelCapacity(blocks, hashBlockSize);
     this.buffer = new Uint8Array(this.capacity * hashBlockSize);
@@ -78,9 +172,40 @@ class Level implements Parent {
       const limit = this.uniform ? room - this.fill : hpb - slot;
       const run = Math.min(count - done, limit);
       const offset = Math.floor(this.fill / hpb) * this.hashBlockSize + slot * slotSize;
-      await this.hasher.hashBlocks(children.subarray(done * childSize), childSize, run, this.buffer, offset, slotSize);
+      // Level 0's children are data blocks, which the engines already test for zeros (hash/zero-blocks.ts).
+      const known = this.level > 0 ? this.zeros.levels[this.level - 1] : undefined;
+      const bytes = children.subarray(done * childSize, (done + run) * childSize);
+      await hashChildren(this.hasher, known, bytes, childSize, run, this.buffer, offset, slotSize);
       this.fill += run;
       done += run;
+      if (this.fill === room) await this.flush();
+    }
+  }
+
+  /** Takes `count` zero data blocks: their digest goes into the slots, a whole zero level-0 block at a time. */
+  async appendZero(count: number): Promise<void> {
+    if (this.level !== 0) throw new VerityError('E_INTERNAL', `Zero data blocks given to level ${this.level}.`);
+    const { hashesPerBlock: hpb, slotSize } = this.geometry;
+    const hbs = this.hashBlockSize;
+    const room = this.capacity * hpb;
+    const whole = this.zeros.levels[0]!.block;
+    const digest = this.zeros.data;
+    let done = 0;
+    while (done < count) {
+      const slot = this.fill % hpb;
+      const at = Math.floor(this.fill / hpb) * hbs;
+      if (slot === 0 && count - done >= hpb) {
+        // The buffer is zero past `fill` (flush clears it), so copying whole blocks leaves the same padding.
+        const blocks = Math.min(Math.floor((count - done) / hpb), (room - this.fill) / hpb);
+        for (let b = 0; b < blocks; b++) this.buffer.set(whole, at + b * hbs);
+        this.fill += blocks * hpb;
+        done += blocks * hpb;
+      } else {
+        const run = Math.min(count - done, hpb - slot);
+        for (let j = 0; j < run; j++) this.buffer.set(digest, at + (slot + j) * slotSize);
+        this.fill += run;
+        done += run;
+      }
       if (this.fill === room) await this.flush();
     }
   }
@@ -120,15 +245,18 @@ export class LevelChain {
   private readonly dataBlocks: number;
   private readonly dataBlockSize: number;
 
+  private readonly zeros: ZeroSubtrees;
+
   constructor(plan: TreePlan, hasher: BlockHasher, sink: LevelSink) {
     const { geometry, params } = plan;
     const hashBlockSize = params.hashBlockSize;
     this.dataBlocks = params.dataBlocks;
     this.dataBlockSize = params.dataBlockSize;
-    this.root = new Root(hasher);
+    this.zeros = new ZeroSubtrees(plan, hasher);
+    this.root = new Root(hasher, this.zeros, geometry.levels.length - 1);
     let parent: Parent = this.root;
     for (let i = geometry.levels.length - 1; i >= 0; i--) {
-      const level = new Level(i, geometry.levels[i]!.blocks, hashBlockSize, geometry, hasher, sink, parent);
+      const level = new Level(i, geometry.levels[i]!.blocks, hashBlockSize, geometry, hasher, sink, parent, this.zeros);
       this.levels[i] = level;
       parent = level;
     }
@@ -137,9 +265,21 @@ export class LevelChain {
 
   /** Hashes `count` data blocks held in `bytes` (count * dataBlockSize bytes), the next ones in data order. */
   async addData(bytes: Uint8Array, count: number): Promise<void> {
+    await this.zeros.init();
     this.dataBlocksSeen += count;
     if (this.dataBlocksSeen > this.dataBlocks) throw new VerityError('E_INTERNAL', 'More data blocks than the tree covers.');
     await this.entry.append(bytes, this.dataBlockSize, count);
+  }
+
+  /**
+   * Takes the next `count` data blocks as zeros, without their bytes: the source knows they are zero
+   * (ByteSource.knownZero), so they are neither read nor hashed.
+   */
+  async addZeroData(count: number): Promise<void> {
+    await this.zeros.init();
+    this.dataBlocksSeen += count;
+    if (this.dataBlocksSeen > this.dataBlocks) throw new VerityError('E_INTERNAL', 'More data blocks than the tree covers.');
+    await this.entry.appendZero(count);
   }
 
   /**
@@ -147,6 +287,7 @@ export class LevelChain {
    * digests were computed out of data order (sequential.ts). Level 0 then covers `hashesPerBlock` data blocks a block.
    */
   async addLevel0(built: Uint8Array, count: number, dataBlocksCovered: number): Promise<void> {
+    await this.zeros.init();
     this.dataBlocksSeen += dataBlocksCovered;
     const level0 = this.levels[0];
     if (!level0 || this.dataBlocksSeen > this.dataBlocks) {
@@ -159,6 +300,7 @@ export class LevelChain {
     if (this.dataBlocksSeen !== this.dataBlocks) {
       throw new VerityError('E_INTERNAL', `Tree finished after ${this.dataBlocksSeen} of ${this.dataBlocks} data blocks.`);
     }
+    await this.zeros.init();
     for (const level of this.levels) await level.flush();
     if (this.root.received !== 1) throw new VerityError('E_INTERNAL', 'The root was not computed.');
     return this.root.digest;

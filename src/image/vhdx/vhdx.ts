@@ -10,7 +10,7 @@
  */
 import { VerityError } from '../../errors.js';
 import type { StructValue } from '../../binary/struct.js';
-import type { ByteSource, OriginRun, SequentialMap } from '../../io/source.js';
+import type { ByteRange, ByteSource, OriginRun, SequentialMap } from '../../io/source.js';
 import { NULL_GUID } from '../../binary/guid.js';
 import { type BlockMap, batGeometry, loadBat, type BlockCounts, type ReservedArea } from './bat.js';
 import { readFully, readRange, checkRange } from './io.js';
@@ -475,6 +475,28 @@ class VhdxReader implements VhdxImage {
       for (const r of inner.runs(fileAt, until - from)) runs.push({ ...r, at: from + (r.at - fileAt) });
     }
     return runs.sort((a, b) => a.from - b.from);
+  }
+
+  /**
+   * The payload blocks in [offset, offset + length) that are not in the file: every BAT state but FULLY_PRESENT
+   * (NOT_PRESENT, UNDEFINED, ZERO, UNMAPPED) reads as zeros in a non-differencing file [MS-VHDX §2.5.1.1], which is
+   * what `read` returns for them too, so a pass can take them as zeros without reading.
+   */
+  knownZero(offset: number, length: number): ByteRange[] {
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length <= 0) return [];
+    const bs = this.blockSize;
+    const { blocks } = this.map;
+    const end = Math.min(this.size, offset + length);
+    const out: ByteRange[] = [];
+    let at = offset;
+    // One step per present block in the window: absent stretches cost nothing however long they are.
+    for (let i = this.map.firstAtOrAfter(Math.floor(at / bs)); at < end; i++) {
+      const present = i < blocks.length ? blocks[i]! * bs : end;
+      const gapEnd = Math.min(end, present);
+      if (at < gapEnd) out.push({ at, length: gapEnd - at });
+      at = Math.max(at, present + bs);
+    }
+    return out;
   }
 
   /**
