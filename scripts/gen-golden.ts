@@ -610,7 +610,7 @@ function treeEnd(o: CaseOptions, dataBlocks: number): number {
 function fecCases(): FecCaseSpec[] {
   const rng = new Rng(0xfec5eed);
   const E: FecEdge[] = [];
-  // Example A with the default 2 roots: veritysetup-format.md §5.2 (73728 bytes of parity).
+  // Example A with the default 2 roots: 2048 zero blocks of 4 KiB, 73728 bytes of parity (docs/fec.md).
   E.push({ name: 'fec-example-a', layout: 'separate', roots: 2, bs: 4096, blocks: 2048, fill: 'zero', salt: UPSTREAM_SALT });
   // The core matrix: every layout × block size × roots, sizes drawn so that the round count varies.
   for (const layout of ['separate', 'hash-device', 'one-device'] as const) {

@@ -1,6 +1,6 @@
 /**
  * What FEC covers and how large its parity is, against the numbers veritysetup 2.6.1 printed and wrote
- * (veritysetup-format.md §5.1, §5.2, §5.4), and the parameter checks.
+ * (cryptsetup lib/verity/verity_fec.c; docs/fec.md, "What is covered" and "Interleaving"), and the parameter checks.
  */
 import { describe, expect, it } from 'vitest';
 import { blockOfSymbol, checkFecParams, computeFecGeometry, coveredBlockAt, parityOffset, type FecGeometryInput } from '../../src/fec/geometry.js';
@@ -80,7 +80,7 @@ describe('the covered area', () => {
   });
 });
 
-describe('the interleaving (veritysetup-format.md §5.4)', () => {
+describe('the interleaving (docs/fec.md, "Interleaving")', () => {
   it('puts byte 100 of blocks 3, 12, 21, … in codeword (3, 100), whose parity is at 24776', () => {
     const g = computeFecGeometry(exampleA);
     expect([0, 1, 2, 252].map((i) => blockOfSymbol(g, 3, i))).toEqual([3, 12, 21, 2271]);

@@ -64,7 +64,7 @@ describe('GF(2^8) with polynomial 0x11d', () => {
 });
 
 describe('the generator polynomial', () => {
-  it('is x^2 + 3x + 2 for 2 roots and x^3 + 7x^2 + 14x + 8 for 3 roots (veritysetup-format.md §5.3)', () => {
+  it('is x^2 + 3x + 2 for 2 roots and x^3 + 7x^2 + 14x + 8 for 3 roots (cryptsetup lib/verity/rs_encode_char.c; docs/fec.md, "The code")', () => {
     expect([...generatorPolynomial(2)]).toEqual([2, 3, 1]);
     expect([...generatorPolynomial(3)]).toEqual([8, 14, 7, 1]);
   });
