@@ -32,13 +32,16 @@
  * and dd (and qemu-img for --vhdx).
  */
 import { spawnSync } from 'node:child_process';
-import { createCipheriv, createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { findTool } from '../test/support/tools.js';
 import { seededUuid } from '../test/support/os-images.js';
 import {
+  benchArgs,
+  keystream,
+  writeKeystream,
   CLI,
   ROOT,
   SALT,
@@ -60,12 +63,7 @@ import {
   type Measured,
 } from './support.js';
 
-const argv = process.argv.slice(2);
-const flag = (name: string) => argv.includes(name);
-const option = (name: string, def: string) => {
-  const i = argv.indexOf(name);
-  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : def;
-};
+const { flag, option } = benchArgs();
 const MIB = 1 << 20;
 const SIZE = Math.ceil(parseBytes(option('--size', '4G')) / MIB) * MIB;
 const RUNS = Number(option('--runs', '5'));
@@ -103,16 +101,11 @@ interface Disk {
   built: number;
 }
 
-/** `bytes` of AES-128-CTR keystream (fixed key and IV) into `path`: fast, incompressible, no zero blocks, repeatable. */
+/** `bytes` of AES-128-CTR keystream (fixed key) into `path`: no zero blocks, the same on every build. */
 function writeRandom(path: string, bytes: number): void {
-  const cipher = createCipheriv('aes-128-ctr', createHash('sha256').update('bench/discovery rootfs').digest().subarray(0, 16), Buffer.alloc(16));
-  const zeros = Buffer.alloc(16 * MIB);
   const fd = openSync(path, 'w');
   try {
-    for (let done = 0; done < bytes; ) {
-      const n = Math.min(zeros.length, bytes - done);
-      done += writeSync(fd, cipher.update(zeros.subarray(0, n)), 0, n, done);
-    }
+    writeKeystream(fd, keystream('bench/discovery rootfs'), 0, bytes);
   } finally {
     closeSync(fd);
   }

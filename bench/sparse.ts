@@ -22,11 +22,13 @@
  * is read once before timing, so the runs hit the page cache. Needs sgdisk, dd, qemu-img and veritysetup.
  */
 import { spawnSync } from 'node:child_process';
-import { createCipheriv, createHash } from 'node:crypto';
-import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { findTool } from '../test/support/tools.js';
 import {
+  benchArgs,
+  keystream,
+  writeKeystream,
   CLI,
   ROOT,
   SALT,
@@ -47,12 +49,7 @@ import {
   type Measured,
 } from './support.js';
 
-const argv = process.argv.slice(2);
-const flag = (name: string) => argv.includes(name);
-const option = (name: string, def: string) => {
-  const i = argv.indexOf(name);
-  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : def;
-};
+const { flag, option } = benchArgs();
 const MIB = 1 << 20;
 const SIZE = Math.ceil(parseBytes(option('--size', '8G')) / MIB) * MIB;
 const DATA = Math.ceil(parseBytes(option('--data', '200M')) / MIB) * MIB;
@@ -88,18 +85,14 @@ interface Disk {
 
 /** A sparse `size`-byte file with `bytes` of AES-128-CTR keystream (fixed key) in four runs; zeros (holes) elsewhere. */
 function writeSparseData(path: string, size: number, bytes: number): void {
-  const cipher = createCipheriv('aes-128-ctr', createHash('sha256').update('bench/sparse data').digest().subarray(0, 16), Buffer.alloc(16));
-  const zeros = Buffer.alloc(16 * MIB);
+  const cipher = keystream('bench/sparse data');
   const perRun = Math.floor(bytes / RUN_STARTS.length / MIB) * MIB;
   const fd = openSync(path, 'w');
   try {
     ftruncateSync(fd, size);
     for (const f of RUN_STARTS) {
       const start = Math.min(Math.floor((f * size) / MIB) * MIB, size - perRun);
-      for (let done = 0; done < perRun; ) {
-        const n = Math.min(zeros.length, perRun - done);
-        done += writeSync(fd, cipher.update(zeros.subarray(0, n)), 0, n, start + done);
-      }
+      writeKeystream(fd, cipher, start, perRun);
     }
   } finally {
     closeSync(fd);

@@ -7,7 +7,8 @@
  * at exit; other children are sampled through /proc/<pid>/status VmHWM (a lower bound, sampled every few ms).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
+import { createCipheriv, createHash } from 'node:crypto';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -184,4 +185,32 @@ export function readWhole(path: string): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/** `--name` flags and `--name value` options of this script's command line. */
+export function benchArgs(argv: readonly string[] = process.argv.slice(2)) {
+  return {
+    flag: (name: string) => argv.includes(name),
+    option: (name: string, def: string) => {
+      const i = argv.indexOf(name);
+      return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : def;
+    },
+  };
+}
+
+/**
+ * Writes `length` bytes of AES-128-CTR keystream at `position` of `fd`, continuing `cipher`: fast, incompressible,
+ * never a zero block, and the same bytes on every build for the same key.
+ */
+export function writeKeystream(fd: number, cipher: ReturnType<typeof keystream>, position: number, length: number): void {
+  const zeros = Buffer.alloc(Math.min(length, 16 << 20));
+  for (let done = 0; done < length; ) {
+    const n = Math.min(zeros.length, length - done);
+    done += writeSync(fd, cipher.update(zeros.subarray(0, n)), 0, n, position + done);
+  }
+}
+
+/** An AES-128-CTR keystream whose key is derived from `label` (fixed IV). */
+export function keystream(label: string) {
+  return createCipheriv('aes-128-ctr', createHash('sha256').update(label).digest().subarray(0, 16), Buffer.alloc(16));
 }
