@@ -26,7 +26,7 @@ import { damagedFiles } from '../report/owners.js';
 import { checkFecSize } from '../fec/decode.js';
 import type { HashEngine } from '../hash/engine.js';
 import type { PassOptions } from '../tree/progress.js';
-import { assessRepair } from '../tree/repairable.js';
+import { assessRepair, nothingToRepair } from '../tree/repairable.js';
 import { verifyTree, type VerifyResult, type VerifyStatus, type VerifyTreeOptions } from '../tree/verify.js';
 import type { Certificate } from '../trust/certificates.js';
 import { withEngine } from './engine.js';
@@ -154,7 +154,7 @@ async function assessTargetFec(
     const report = { path: fec.where, placement: fec.onHashDevice ? ('hash-device' as const) : ('separate' as const), geometry };
     if (result.status === 'root-mismatch' || expected === null) return { ...report, assessment: null };
     if (result.status === 'ok') {
-      return { ...report, assessment: { roots: fec.roots, damaged: { data: 0, hash: 0 }, restored: 0, unrestorable: { data: [], hash: [] }, repairable: true, recheck: null } };
+      return { ...report, assessment: nothingToRepair(fec.roots) };
     }
     const { blocks: _blocks, ...assessment } = await assessRepair(target.tree, result, geometry, { data: target.data, hash: target.hash, fec: fec.source }, expected, engine, pass);
     return { ...report, assessment };

@@ -3,7 +3,7 @@ import { createScratch } from '../files/files.js';
 import type { VerityParams } from '../format/params.js';
 import { damagedFiles, type DamagedFiles } from '../report/owners.js';
 import type { FecGeometry, FecPlacement } from '../fec/geometry.js';
-import { assessRepair, type FecAssessment } from '../tree/repairable.js';
+import { assessRepair, nothingToRepair, type FecAssessment } from '../tree/repairable.js';
 import { verifyTree, type VerifyResult } from '../tree/verify.js';
 import { withEngine } from './engine.js';
 import { engineOptions, passOptions, type Sources, type VerifyOptions } from './options.js';
@@ -43,8 +43,7 @@ export async function verifyFiles(dataAddress: string, hashAddress: string, opti
       const fec = plan.fec;
       if (!fec || result.status === 'root-mismatch') return { result, assessment: null };
       if (result.status === 'ok') {
-        const clean: FecAssessment = { roots: fec.geometry.roots, damaged: { data: 0, hash: 0 }, restored: 0, unrestorable: { data: [], hash: [] }, repairable: true, recheck: null };
-        return { result, assessment: clean };
+        return { result, assessment: nothingToRepair(fec.geometry.roots) };
       }
       const sources = { data: plan.data, hash: plan.hash, fec: fec.source };
       const { blocks: _restored, ...assessment } = await assessRepair(plan.tree, result, fec.geometry, sources, plan.expectedRoot, engine, pass);

@@ -34,6 +34,11 @@ export interface FecAssessment {
   recheck: VerifyResult['status'] | null;
 }
 
+/** The assessment of an image the tree found intact: nothing to restore. */
+export function nothingToRepair(roots: number): FecAssessment {
+  return { roots, damaged: { data: 0, hash: 0 }, restored: 0, unrestorable: { data: [], hash: [] }, repairable: true, recheck: null };
+}
+
 /** The restored blocks themselves, for repair: data blocks and hash-device blocks (absolute), number → bytes. */
 export interface RestoredBlocks {
   data: Map<number, Uint8Array>;
