@@ -243,7 +243,11 @@ function addressed(source: ByteSource, address: string): ByteSource {
   const map = source.sequential;
   // What an image knows is zero (ByteSource.knownZero) is kept, so a pass over a sparse image skips it.
   const zeros = source.knownZero && { knownZero: (offset: number, length: number) => source.knownZero!(offset, length) };
-  if (!map) return { size: source.size, read: named(source), ...zeros };
+  // So are the files the bytes lie in (ByteSource.fileSpans), which threads read by themselves.
+  const files = source.fileSpans && {
+    fileSpans: (offset: number, length: number) => source.fileSpans!(offset, length),
+  };
+  if (!map) return { size: source.size, read: named(source), ...zeros, ...files };
   const origin: ByteSource = { size: map.origin.size, read: named(map.origin) };
   return {
     size: source.size,

@@ -78,6 +78,9 @@ export async function openFileSource(path: string): Promise<FileSource> {
       stats,
       size,
       read: positionalRead(handle, path),
+      // Threads of this process read the same descriptor by position (threads/file-reads.ts).
+      fileSpans: (offset, length) =>
+        offset >= 0 && length >= 0 && offset + length <= size ? [{ fd: handle.fd, at: offset, length, path }] : undefined,
       close: () => handle.close(),
     };
   } catch (e) {

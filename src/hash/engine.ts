@@ -4,6 +4,7 @@
  * the digest slots of the hash block being built, or packed into a scratch array.
  */
 import type { HashAlgorithm } from '../format/algorithms.js';
+import type { FileSpan } from '../io/source.js';
 
 /** Format 1 prepends the salt to every block; format 0 (Chrome OS) appends it (cryptsetup lib/verity/verity_hash.c: verify_hash_block). */
 export type SaltPlacement = 'prefix' | 'suffix';
@@ -23,6 +24,26 @@ export interface BlockHasher {
    * `dst[dstOffset + i * dstStride ...]`. Bytes of `dst` between digests are left untouched.
    */
   hashBlocks(...args: Parameters<BlockLoop>): Promise<void>;
+  /** Set by engines whose threads read data by themselves (the hash pool), so the calling thread does not. */
+  readonly fromFiles?: FileBlockHasher;
+}
+
+/** Hashes blocks that lie in files (ByteSource.fileSpans), reading them on the engine's own threads. */
+export interface FileBlockHasher {
+  /** Bytes of data per call that keep the threads busy between calls. */
+  readonly batchBytes: number;
+  /**
+   * Reads the `count * blockSize` bytes of `spans` (in order) and hashes them as `hashBlocks` would hash the same
+   * bytes in memory: digest `i` to `dst[dstOffset + i * dstStride ...]`.
+   */
+  hashSpans(
+    spans: readonly FileSpan[],
+    blockSize: number,
+    count: number,
+    dst: Uint8Array,
+    dstOffset: number,
+    dstStride: number,
+  ): Promise<void>;
 }
 
 /**

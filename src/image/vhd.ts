@@ -15,7 +15,7 @@ import { VerityError } from '../errors.js';
 import { isPowerOfTwo, viewOf } from '../binary/bytes.js';
 import { array, at, latin1, struct, u16be, u32be, u64beBig, u8, utf16be, uuid, type StructValue } from '../binary/struct.js';
 import { sliceSource } from '../io/slice.js';
-import { readExactly, type ByteRange, type ByteSource } from '../io/source.js';
+import { readExactly, spansOf, type ByteRange, type ByteSource } from '../io/source.js';
 
 /** Bytes of the hard disk footer. */
 export const VHD_FOOTER_SIZE = 512;
@@ -368,7 +368,12 @@ export async function openVhd(file: ByteSource): Promise<VhdImage> {
     }
     const data = sliceSource(file, 0, footer.currentSize);
     const info: VhdInfo = { ...base, type: 'fixed', blockSize: null, blocks: 0, allocatedBlocks: 0 };
-    return { size: data.size, read: (dst, position) => data.read(dst, position), info };
+    return {
+      size: data.size,
+      read: (dst, position) => data.read(dst, position),
+      ...(data.fileSpans && { fileSpans: (offset: number, length: number) => data.fileSpans!(offset, length) }),
+      info,
+    };
   }
 
   // Blocks must end before the footer at the end, unless that footer is the damaged one: then the file may have lost
@@ -460,6 +465,22 @@ export async function openVhd(file: ByteSource): Promise<VhdImage> {
         else out.push({ at, length: until - at });
       }
       return out;
+    },
+    // The allocated blocks lie in the file as `read` reads them; a range that touches an unallocated one does not.
+    fileSpans(offset, length) {
+      if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || offset + length > size) {
+        return undefined;
+      }
+      const ranges: ByteRange[] = [];
+      for (let at = offset; at < offset + length; ) {
+        const block = Math.floor(at / blockSize);
+        const within = at - block * blockSize;
+        const n = Math.min(offset + length - at, blockSize - within);
+        if (dataOffsets[block]! < 0) return undefined;
+        ranges.push({ at: dataOffsets[block]! + within, length: n });
+        at += n;
+      }
+      return spansOf(file, ranges);
     },
     async read(dst, position) {
       if (!Number.isSafeInteger(position) || position < 0) {

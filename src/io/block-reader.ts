@@ -1,5 +1,5 @@
 import { VerityError } from '../errors.js';
-import type { ByteRange, ByteSource } from './source.js';
+import type { ByteRange, ByteSource, FileSpan } from './source.js';
 import { readExactly } from './source.js';
 
 export interface BlockChunk {
@@ -10,6 +10,8 @@ export interface BlockChunk {
   bytes: Uint8Array;
   /** The source knows these blocks are zero (ByteSource.knownZero): they were not read. */
   zero?: boolean;
+  /** Where these blocks lie in files (ByteSource.fileSpans), with `files` set: they were not read. */
+  spans?: FileSpan[];
 }
 
 /** Default bytes per chunk: large enough to amortise calls, small enough to stay in L2 (docs/performance.md). */
@@ -31,6 +33,11 @@ export interface ReadOptions {
    * without reading them. A consumer that sets this must handle such chunks.
    */
   skipKnownZero?: boolean;
+  /**
+   * Yields the blocks that lie in files (ByteSource.fileSpans) as chunks of up to `chunkBytes` with `spans` set and
+   * no bytes, without reading them: for a consumer whose threads read them by themselves. Other blocks are read.
+   */
+  files?: { chunkBytes: number };
 }
 
 const NO_BYTES = new Uint8Array(0);
@@ -39,6 +46,7 @@ interface Segment {
   first: number;
   count: number;
   zero: boolean;
+  spans?: FileSpan[];
 }
 
 /**
@@ -56,13 +64,19 @@ export async function* readBlocks(
   if (blocks <= 0) return;
   const size = Math.min(blocks, perChunk) * blockSize;
   const allocate = options.allocate ?? ((n: number) => new Uint8Array(n));
-  const buffers = [allocate(size), allocate(size)];
-  const segments = plan(source, blockSize, blocks, perChunk, options.skipKnownZero === true);
+  // Allocated at the first read: a pass whose blocks all lie in files reads nothing here.
+  let buffers: Uint8Array[] | undefined;
+  const spans = options.files && source.fileSpans?.bind(source);
+  const perFileChunk = spans ? Math.max(perChunk, Math.floor(options.files!.chunkBytes / blockSize)) : perChunk;
+  const planned = plan(source, blockSize, blocks, perFileChunk, options.skipKnownZero === true);
+  const segments = spans ? inFiles(planned, spans, blockSize, perChunk) : planned;
   // Consecutive reads alternate between the buffers: when one starts, the consumer has asked for the chunk before
   // it, so it no longer holds the chunk two reads back, which used the same buffer. Zero chunks use none.
   let slot = 0;
   const start = (s: Segment): Promise<BlockChunk> => {
     if (s.zero) return Promise.resolve({ first: s.first, count: s.count, bytes: NO_BYTES, zero: true });
+    if (s.spans) return Promise.resolve({ first: s.first, count: s.count, bytes: NO_BYTES, spans: s.spans });
+    buffers ??= [allocate(size), allocate(size)];
     const bytes = buffers[slot]!.subarray(0, s.count * blockSize);
     slot ^= 1;
     return readExactly(source, bytes, s.first * blockSize, what).then(() => ({ first: s.first, count: s.count, bytes }));
@@ -86,6 +100,25 @@ export async function* readBlocks(
     }
   } finally {
     await inflight?.catch(() => {});
+  }
+}
+
+/** The segments of `planned` with where they lie in files, or cut into chunks of `perChunk` blocks to read. */
+function* inFiles(
+  planned: Iterable<Segment>,
+  spans: (offset: number, length: number) => FileSpan[] | undefined,
+  blockSize: number,
+  perChunk: number,
+): Generator<Segment> {
+  for (const s of planned) {
+    const found = s.zero ? undefined : spans(s.first * blockSize, s.count * blockSize);
+    if (s.zero || found) {
+      yield found ? { ...s, spans: found } : s;
+      continue;
+    }
+    for (let p = s.first, end = s.first + s.count; p < end; p += perChunk) {
+      yield { first: p, count: Math.min(perChunk, end - p), zero: false };
+    }
   }
 }
 

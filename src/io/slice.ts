@@ -36,6 +36,10 @@ export function sliceSource(source: ByteSource, offset: number, length: number):
         return out;
       },
     }),
+    // A partition of a raw disk still lies in the disk's file (ByteSource.fileSpans).
+    ...(source.fileSpans && {
+      fileSpans: (o: number, l: number) => (o >= 0 && o + l <= length ? source.fileSpans!(offset + o, l) : undefined),
+    }),
     ...(inner && {
       sequential: {
         origin: inner.origin,

@@ -20,6 +20,21 @@ export interface ByteSource {
    * zero. A pass skips reading and hashing what is listed (tree/build.ts); `read` still returns zeros there.
    */
   knownZero?(offset: number, length: number): ByteRange[];
+  /**
+   * Set when the source's bytes lie as they are in files this process holds open (a raw image, a partition of one):
+   * where [offset, offset + length) lies, as spans in order that cover it exactly, or undefined when some of it does
+   * not lie in a file as is (a container's metadata, a replayed log). A thread of this process can then read the
+   * bytes by itself (threads/hash-pool.ts), so the calling thread does not have to. Valid while the source is open.
+   */
+  fileSpans?(offset: number, length: number): FileSpan[] | undefined;
+}
+
+/** `length` bytes at offset `at` of the file open as descriptor `fd`; `path` names it in errors. */
+export interface FileSpan {
+  fd: number;
+  at: number;
+  length: number;
+  path: string;
 }
 
 /** The bytes [at, at + length) of a source. */
@@ -53,6 +68,42 @@ export interface ByteSink {
 /** A sink that can read back what it holds (short reads past its end), for read-modify-write. */
 export interface ReadWriteSink extends ByteSink {
   read(dst: Uint8Array, position: number): Promise<number>;
+}
+
+/** The part [offset, offset + length) of the bytes that `spans` cover in order, as spans. */
+export function spansWithin(spans: readonly FileSpan[], offset: number, length: number): FileSpan[] {
+  const out: FileSpan[] = [];
+  let base = 0;
+  for (const span of spans) {
+    const from = Math.max(offset, base);
+    const to = Math.min(offset + length, base + span.length);
+    if (from < to) out.push({ ...span, at: span.at + (from - base), length: to - from });
+    base += span.length;
+    if (base >= offset + length) break;
+  }
+  if (out.reduce((n, s) => n + s.length, 0) !== length) {
+    throw new VerityError('E_INTERNAL', `File spans of ${base} bytes do not cover ${length} bytes at ${offset}.`);
+  }
+  return out;
+}
+
+/**
+ * Where the byte ranges `ranges` of `file` (in order) lie in files, as spans (adjacent ones merged), or undefined when
+ * `file` cannot say for one of them: how a container maps its own file spans through the file it reads.
+ */
+export function spansOf(file: ByteSource, ranges: Iterable<ByteRange>): FileSpan[] | undefined {
+  if (!file.fileSpans) return undefined;
+  const out: FileSpan[] = [];
+  for (const range of ranges) {
+    const found = file.fileSpans(range.at, range.length);
+    if (!found) return undefined;
+    for (const span of found) {
+      const last = out.at(-1);
+      if (last && last.fd === span.fd && last.at + last.length === span.at) last.length += span.length;
+      else out.push({ ...span });
+    }
+  }
+  return out;
 }
 
 /** Fills `dst` from `position` or throws E_TRUNCATED naming `what`. */

@@ -5,11 +5,12 @@
  * The arena is a SharedArrayBuffer, or for the wasm-simd inner the buffer of a shared `WebAssembly.Memory`, so the
  * kernel hashes the reader's buffers in place. Layout (offsets 64-aligned, the slots 4096-aligned):
  *
- *   [control: claim counter] [thread 0: scratch, salt] … [thread N-1: scratch, salt] [digest area] [slot 0] [slot 1]
+ *   [control: claim counter] [thread 0: scratch, salt, read] … [thread N-1: …] [digest area] [slot 0] [slot 1]
  *
  * (scratch and salt only for the wasm-simd inner: the kernel's per-thread state and the salt its setup reads; the
- * kernel module has no data segments, so nothing else of its memory is taken). Each slot holds one batch; the
- * digest area one batch's digests at 64 bytes per 512-byte block.
+ * kernel module has no data segments, so nothing else of its memory is taken). `read` is where a thread reads the
+ * pieces of a batch that lies in files (READ_BYTES; pages never read into take no memory). Each slot holds one batch;
+ * the digest area one batch's digests at 64 bytes per 512-byte block.
  *
  * One arena serves every pass, so memory stays fixed (2 × batchBytes and ~1/8 of that): the reader allocates two
  * chunk buffers per pass, which get slots 0 and 1, and the next pass gets them again. (A fresh arena per pass would
@@ -20,11 +21,16 @@
  * another pass's data. Only a larger request than a slot re-creates the arena (the threads switch to the new one;
  * views of the old one are then hashed on the calling thread).
  */
-import { MAX_SALT_SIZE } from '../format/params.js';
+import { MAX_BLOCK_SIZE, MAX_SALT_SIZE } from '../format/params.js';
 import { VerityError } from '../errors.js';
 import { wasmApi, type WasmMemory } from '../hash/wasm-kernel.js';
 import { internal, type PoolInner, type ToWorker } from './protocol.js';
 
+/**
+ * Each thread's buffer for the pieces it reads from files: a piece is read and hashed while it is still in the core's
+ * cache. At least one block of the largest size.
+ */
+export const READ_BYTES = Math.max(512 << 10, MAX_BLOCK_SIZE);
 /** Fewer blocks than this are hashed on the calling thread: a round trip costs more. */
 export const MIN_DISPATCH_BLOCKS = 64;
 const CONTROL_BYTES = 64;
@@ -84,6 +90,11 @@ export class Arenas {
 
   constructor(private readonly host: ArenaHost) {}
 
+  /** The arena the threads hold, made if there is none yet (a pass that reads nothing through `allocate`). */
+  ensure(): Arena {
+    return this.current ?? this.create(this.host.batchBytes);
+  }
+
   /** A buffer of `bytes` in the next slot of the arena (a new, larger arena when a slot is too small). */
   allocate(bytes: number): Uint8Array {
     if (!Number.isSafeInteger(bytes) || bytes < 0) throw internal(`Cannot allocate ${bytes} bytes.`);
@@ -130,7 +141,7 @@ export class Arenas {
     const slotBytes = roundUp(Math.max(bytes, 1), SLOT_ALIGN);
     const scratchBytes = wasm ? roundUp(this.host.scratchBytes ?? DEFAULT_SCRATCH, 64) : 0;
     const saltBytes = wasm ? roundUp(MAX_SALT_SIZE, 64) : 0;
-    const perThread = scratchBytes + saltBytes;
+    const perThread = scratchBytes + saltBytes + READ_BYTES;
     const digest = CONTROL_BYTES + threads * perThread;
     const digestBytes = roundUp(Math.max(MIN_DISPATCH_BLOCKS, Math.floor(slotBytes / MIN_BLOCK)) * MAX_DIGEST, 64);
     const slot0 = roundUp(digest + digestBytes, SLOT_ALIGN);
@@ -167,6 +178,7 @@ export class Arenas {
         scratch,
         scratchBytes,
         salt: scratch + scratchBytes,
+        read: scratch + scratchBytes + saltBytes,
         counter: 0,
         ...(memory ? { memory } : { buffer }),
       });

@@ -12,6 +12,12 @@
  * batches outside the arena (the upper tree levels) are hashed on the calling thread with node:crypto, which costs
  * less than a round trip.
  *
+ * Data that lies in files (ByteSource.fileSpans: a raw image, a partition of one, a VHDX's present blocks) is not
+ * read by the calling thread at all: `fromFiles` sends the batch as file spans, and each thread reads the pieces it
+ * claims into its own region of the arena (positional reads of the same descriptors, threads/file-reads.ts) and
+ * hashes them there while they are still in its core's cache. Reading then scales with the threads, and the calling
+ * thread only places digests and builds the upper levels.
+ *
  * The arena's two slots are reused pass after pass, so a pool runs ONE PASS AT A TIME; a buffer used after its slot
  * was handed out again fails the pool with E_INTERNAL rather than hash another pass's data.
  *
@@ -24,7 +30,9 @@ import { digestSize, type HashAlgorithm } from '../format/algorithms.js';
 import { MAX_SALT_SIZE } from '../format/params.js';
 import type { BlockHasher, BlockHasherOptions, HashEngine } from '../hash/engine.js';
 import { KERNEL_CALL_BYTES, KERNEL_LANES } from '../hash/wasm-kernel.js';
-import { Arenas, MIN_DISPATCH_BLOCKS } from './arena.js';
+import { spansWithin, type FileSpan } from '../io/source.js';
+import { type Arena, Arenas, MIN_DISPATCH_BLOCKS, READ_BYTES } from './arena.js';
+import { readSpans } from './file-reads.js';
 import { nodeCryptoEngine } from './node-crypto-engine.js';
 import { type HasherConfig, type HashMessage, internal, type PoolInner, type ToWorker } from './protocol.js';
 import { ThreadSet } from './thread-set.js';
@@ -44,6 +52,11 @@ export interface HashPoolOptions {
 const BYTES_PER_THREAD = 2 << 20;
 /** The largest batch, whatever the thread count: the arena holds two, so it stays under ~40 MiB. */
 const MAX_BATCH_BYTES = 16 << 20;
+/**
+ * Data per batch that lies in files (BlockHasher.fromFiles). The threads read it themselves, so it needs no slot in
+ * the arena, only digests; a larger batch leaves the threads idle less often, waiting for the others to finish.
+ */
+const FILE_BATCH_BYTES = 32 << 20;
 /** Pieces per thread and batch: small enough that the threads finish together, large enough to amortise a claim. */
 const PIECES_PER_THREAD = 8;
 /** The most bytes in a piece: one kernel call (KERNEL_CALL_BYTES: V8 tiers wasm up only between calls). */
@@ -158,13 +171,32 @@ class HashPool implements HashEngine {
         ) {
           throw internal(`hashBlocks: ${count} blocks of ${blockSize} bytes do not fit the source or destination.`);
         }
-        const run = this.queue.then(() =>
-          this.dispatch(config, local, src, blockSize, count, dst, dstOffset, dstStride),
-        );
-        this.queue = run.catch(() => {});
-        return run;
+        return this.enqueue(config, local, src, blockSize, count, dst, dstOffset, dstStride);
+      },
+      fromFiles: {
+        batchBytes: FILE_BATCH_BYTES,
+        hashSpans: async (spans, blockSize, count, dst, dstOffset, dstStride) => {
+          if (this.failure) throw this.failure;
+          if (count <= 0) return;
+          if (spans.reduce((n, span) => n + span.length, 0) !== count * blockSize) {
+            throw internal(`hashSpans: file spans do not hold ${count} blocks of ${blockSize} bytes.`);
+          }
+          if (count < MIN_DISPATCH_BLOCKS) {
+            const bytes = new Uint8Array(count * blockSize);
+            readSpans(spans, bytes);
+            return local.hashBlocks(bytes, blockSize, count, dst, dstOffset, dstStride);
+          }
+          return this.enqueue(config, local, spans, blockSize, count, dst, dstOffset, dstStride);
+        },
       },
     };
+  }
+
+  /** Queues a batch for the threads: batches run one at a time, as they share the arena's digest area. */
+  private enqueue(...args: Parameters<HashPool['dispatch']>): Promise<void> {
+    const run = this.queue.then(() => this.dispatch(...args));
+    this.queue = run.catch(() => {});
+    return run;
   }
 
   async close(): Promise<void> {
@@ -183,11 +215,14 @@ class HashPool implements HashEngine {
     };
   }
 
-  /** Hashes one queued batch on the threads, in rounds that fit the digest area, and copies the digests out. */
+  /**
+   * Hashes one queued batch on the threads, in rounds that fit the digest area, and copies the digests out. The
+   * batch is in the arena (`src`), or lies in files (`spans`): then each thread reads the pieces it claims.
+   */
   private async dispatch(
     config: HasherConfig,
     local: BlockHasher,
-    src: Uint8Array,
+    src: Uint8Array | readonly FileSpan[],
     blockSize: number,
     count: number,
     dst: Uint8Array,
@@ -195,15 +230,22 @@ class HashPool implements HashEngine {
     dstStride: number,
   ): Promise<void> {
     if (this.failure) throw this.failure;
-    this.arenas.checkLease(src);
-    // A larger allocation may have replaced the arena while this batch waited; the threads no longer hold it.
-    const arena = this.arenas.locate(src, blockSize * count);
-    if (!arena) return local.hashBlocks(src, blockSize, count, dst, dstOffset, dstStride);
+    const inArena = src instanceof Uint8Array ? src : undefined;
+    let arena: Arena | undefined;
+    if (inArena) {
+      this.arenas.checkLease(inArena);
+      // A larger allocation may have replaced the arena while this batch waited; the threads no longer hold it.
+      arena = this.arenas.locate(inArena, blockSize * count);
+      if (!arena) return local.hashBlocks(inArena, blockSize, count, dst, dstOffset, dstStride);
+    } else {
+      arena = this.arenas.ensure();
+    }
     this.dispatched++;
     const size = digestSize(config.algorithm);
     const perRound = Math.floor(arena.digestBytes / size);
     const threads = this.workers.count;
-    const maxPiece = Math.max(1, Math.floor(MAX_PIECE_BYTES / blockSize / LANES) * LANES);
+    const pieceBytes = inArena ? MAX_PIECE_BYTES : READ_BYTES;
+    const maxPiece = Math.max(1, Math.floor(pieceBytes / blockSize / LANES) * LANES);
     for (let done = 0; done < count; ) {
       const n = Math.min(perRound, count - done);
       const piece = Math.min(maxPiece, Math.ceil(n / (threads * PIECES_PER_THREAD) / LANES) * LANES);
@@ -214,15 +256,16 @@ class HashPool implements HashEngine {
         arena: arena.id,
         config,
         blockSize,
-        src: src.byteOffset + done * blockSize,
+        src: inArena ? inArena.byteOffset + done * blockSize : 0,
         count: n,
         dst: arena.digest,
         piece,
+        ...(!inArena && { spans: spansWithin(src as readonly FileSpan[], done * blockSize, n * blockSize) }),
       };
       // Waits for every thread, even after a failure, so none still writes digests when the next batch starts.
       await this.workers.requestAll(job);
       // Leased again while the threads hashed it: the bytes may have changed under them.
-      this.arenas.checkLease(src);
+      if (inArena) this.arenas.checkLease(inArena);
       const digests = arena.bytes;
       if (dstStride === size) {
         dst.set(digests.subarray(arena.digest, arena.digest + n * size), dstOffset + done * size);

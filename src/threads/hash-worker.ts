@@ -15,6 +15,7 @@ import {
   WORKER_KIND,
   type WorkerInit,
 } from './protocol.js';
+import { READ_BYTES } from './arena.js';
 import { checkConfig, hashBatch, openArena, probeKernel, type ThreadArena } from './worker-hashing.js';
 
 /** The error a `reject` fault makes job `m` fail with (FaultMessage). */
@@ -59,9 +60,10 @@ function main(): void {
             throw simulated(fault, m);
           }
           checkConfig(inner, m.config);
-          if (m.src < 0 || m.src + m.count * m.blockSize > arena.bytes.length || !(m.piece >= 1)) {
-            throw new Error('Blocks outside the arena.');
-          }
+          const outside = m.spans
+            ? m.piece * m.blockSize > READ_BYTES
+            : m.src < 0 || m.src + m.count * m.blockSize > arena.bytes.length;
+          if (outside || !(m.piece >= 1)) throw new Error('Blocks outside the arena.');
           hashBatch(arena, m);
           reply({ t: 'done', req: m.req });
         } catch (e) {

@@ -5,6 +5,7 @@
  */
 import { VerityError, type VerityErrorJson } from '../errors.js';
 import type { HashAlgorithm } from '../format/algorithms.js';
+import type { FileSpan } from '../io/source.js';
 import type { SaltPlacement } from '../hash/engine.js';
 import type { WasmMemory } from '../hash/wasm-kernel.js';
 
@@ -42,6 +43,8 @@ export interface ArenaMessage {
   scratchBytes: number;
   /** Where this thread copies the salt for the kernel's setup (MAX_SALT_SIZE bytes). */
   salt: number;
+  /** Where this thread reads the pieces of a batch that lies in files (arena.ts: READ_BYTES). */
+  read: number;
   /** The Int32 through which the threads claim the pieces of a batch. */
   counter: number;
 }
@@ -54,9 +57,9 @@ export interface ConfigMessage {
 }
 
 /**
- * A batch: `count` blocks of `blockSize` bytes at arena offset `src`, digest `i` to `dst + i * digestSize`. Every
- * thread gets the same message; piece `k` is blocks [k * piece, (k + 1) * piece), claimed by incrementing the counter
- * (which the pool zeroes before sending).
+ * A batch: `count` blocks of `blockSize` bytes at arena offset `src`, or with `spans` lying in files (each thread
+ * reads the pieces it claims), digest `i` to `dst + i * digestSize`. Every thread gets the same message; piece `k` is
+ * blocks [k * piece, (k + 1) * piece), claimed by incrementing the counter (which the pool zeroes before sending).
  */
 export interface HashMessage {
   t: 'hash';
@@ -68,6 +71,7 @@ export interface HashMessage {
   count: number;
   dst: number;
   piece: number;
+  spans?: FileSpan[];
 }
 
 /** Test hook: die the way a crashing thread would, or fail the next job the way a failing one would. */

@@ -9,6 +9,8 @@ import { digestSize } from '../format/algorithms.js';
 import type { BlockLoop } from '../hash/engine.js';
 import { kernelBlockLoop, loadKernel, type Sha256Kernel, simdSupported, wasmApi } from '../hash/wasm-kernel.js';
 import { skipZeroBlocks } from '../hash/zero-blocks.js';
+import { spansWithin } from '../io/source.js';
+import { readSpans } from './file-reads.js';
 import { nodeCryptoBlocks } from './node-crypto-engine.js';
 import { type ArenaMessage, describe, type HasherConfig, type HashMessage, type PoolInner } from './protocol.js';
 
@@ -21,9 +23,10 @@ export interface ThreadArena {
   kernel?: Sha256Kernel;
   /** Why this thread cannot hash in this arena (reported by every job on it). */
   error?: string;
-  /** This thread's kernel scratch and salt regions. */
+  /** This thread's kernel scratch and salt regions, and where it reads pieces that lie in files. */
   scratch: number;
   salt: number;
+  read: number;
 }
 
 /** Opens the arena of an `arena` message; a failure is kept in `error` and reported by the jobs on it. */
@@ -33,6 +36,7 @@ export async function openArena(inner: PoolInner, m: ArenaMessage): Promise<Thre
     id: m.id,
     scratch: m.scratch,
     salt: m.salt,
+    read: m.read,
     counter: new Int32Array(shared ?? new SharedArrayBuffer(4), shared ? m.counter : 0, 1),
   };
   if (inner === 'node-crypto') {
@@ -78,7 +82,10 @@ function loopFor(arena: ThreadArena, config: HasherConfig): BlockLoop {
   return current.hash;
 }
 
-/** Claims and hashes pieces of batch `m` until every piece is taken, each digest at its block's place. */
+/**
+ * Claims and hashes pieces of batch `m` until every piece is taken, each digest at its block's place. A batch that
+ * lies in files is read piece by piece into this thread's read region, and hashed there.
+ */
 export function hashBatch(arena: ThreadArena, m: HashMessage): void {
   const hash = loopFor(arena, m.config);
   const size = digestSize(m.config.algorithm);
@@ -86,7 +93,13 @@ export function hashBatch(arena: ThreadArena, m: HashMessage): void {
     const first = Atomics.add(arena.counter, 0, 1) * m.piece;
     if (first >= m.count) return;
     const count = Math.min(m.piece, m.count - first);
-    const src = arena.bytes.subarray(m.src + first * m.blockSize, m.src + (first + count) * m.blockSize);
+    let src: Uint8Array;
+    if (m.spans) {
+      src = arena.bytes.subarray(arena.read, arena.read + count * m.blockSize);
+      readSpans(spansWithin(m.spans, first * m.blockSize, count * m.blockSize), src);
+    } else {
+      src = arena.bytes.subarray(m.src + first * m.blockSize, m.src + (first + count) * m.blockSize);
+    }
     hash(src, m.blockSize, count, arena.bytes, m.dst + first * size, size);
   }
 }

@@ -72,15 +72,17 @@ export async function runChain(
   const chain = new LevelChain(plan, hasher, sink);
   const bytesTotal = params.dataBlocks * params.dataBlockSize;
   // Blocks the source knows are zero (unallocated in a disk image) are neither read nor hashed (level-chain.ts).
+  // Blocks that lie in files are read by the engine's own threads when it has them (BlockHasher.fromFiles).
   const reads = readBlocks(data, params.dataBlockSize, params.dataBlocks, 'Data device', {
     chunkBytes: engine.batchBytes,
     allocate: engine.allocate?.bind(engine),
     skipKnownZero: true,
+    ...(hasher.fromFiles && { files: { chunkBytes: hasher.fromFiles.batchBytes } }),
   });
   for await (const chunk of reads) {
     options.signal?.throwIfAborted();
     if (chunk.zero) await chain.addZeroData(chunk.count);
-    else await chain.addData(chunk.bytes, chunk.count);
+    else await chain.addData(chunk.spans ?? chunk.bytes, chunk.count);
     options.onProgress?.({ bytesDone: (chunk.first + chunk.count) * params.dataBlockSize, bytesTotal });
   }
   return chain.finish();

@@ -13,6 +13,7 @@
  * takes the shortcut and is reported exactly as before; the digests, and so the output, are the same either way.
  */
 import type { BlockHasher } from '../hash/engine.js';
+import { spansWithin, type FileSpan } from '../io/source.js';
 import { knownBlockRuns } from '../hash/zero-blocks.js';
 import type { TreeGeometry } from '../format/geometry.js';
 import { VerityError } from '../errors.js';
@@ -33,8 +34,18 @@ export function levelCapacity(levelBlocks: number, hashBlockSize: number): numbe
   return Math.min(levelBlocks, Math.max(1, Math.floor(LEVEL_BUFFER_BYTES / hashBlockSize)));
 }
 
+/** Blocks to hash: bytes in memory, or data blocks that lie in files (ByteSource.fileSpans) for the hasher to read. */
+type Children = Uint8Array | readonly FileSpan[];
+
+/** Blocks [first, first + count) of `children`. */
+function part(children: Children, childSize: number, first: number, count: number): Children {
+  return children instanceof Uint8Array
+    ? children.subarray(first * childSize, (first + count) * childSize)
+    : spansWithin(children, first * childSize, count * childSize);
+}
+
 interface Parent {
-  append(children: Uint8Array, childSize: number, count: number): Promise<void>;
+  append(children: Children, childSize: number, count: number): Promise<void>;
   /** Takes `count` data blocks known to be zero (only the entry of the chain, which data blocks reach). */
   appendZero(count: number): Promise<void>;
 }
@@ -90,13 +101,18 @@ class ZeroSubtrees {
 async function hashChildren(
   hasher: BlockHasher,
   known: ZeroBlock | undefined,
-  children: Uint8Array,
+  children: Children,
   childSize: number,
   count: number,
   dst: Uint8Array,
   dstOffset: number,
   stride: number,
 ): Promise<void> {
+  if (!(children instanceof Uint8Array)) {
+    if (!hasher.fromFiles) throw new VerityError('E_INTERNAL', 'Blocks in files given to a hasher that cannot read files.');
+    await hasher.fromFiles.hashSpans(children, childSize, count, dst, dstOffset, stride);
+    return;
+  }
   if (!known || known.block.length !== childSize) {
     await hasher.hashBlocks(children, childSize, count, dst, dstOffset, stride);
     return;
@@ -124,7 +140,7 @@ class Root implements Parent {
     this.digest = new Uint8Array(hasher.digestSize);
   }
 
-  async append(children: Uint8Array, childSize: number, count: number): Promise<void> {
+  async append(children: Children, childSize: number, count: number): Promise<void> {
     this.received += count;
     if (this.received > 1) throw new VerityError('E_INTERNAL', 'More than one block reached the root.');
     const known = this.top >= 0 ? this.zeros.levels[this.top] : undefined;
@@ -163,7 +179,7 @@ class Level implements Parent {
     this.uniform = geometry.slotSize * geometry.hashesPerBlock === hashBlockSize;
   }
 
-  async append(children: Uint8Array, childSize: number, count: number): Promise<void> {
+  async append(children: Children, childSize: number, count: number): Promise<void> {
     const { hashesPerBlock: hpb, slotSize } = this.geometry;
     const room = this.capacity * hpb;
     let done = 0;
@@ -174,7 +190,7 @@ class Level implements Parent {
       const offset = Math.floor(this.fill / hpb) * this.hashBlockSize + slot * slotSize;
       // Level 0's children are data blocks, which the engines already test for zeros (hash/zero-blocks.ts).
       const known = this.level > 0 ? this.zeros.levels[this.level - 1] : undefined;
-      const bytes = children.subarray(done * childSize, (done + run) * childSize);
+      const bytes = part(children, childSize, done, run);
       await hashChildren(this.hasher, known, bytes, childSize, run, this.buffer, offset, slotSize);
       this.fill += run;
       done += run;
@@ -263,8 +279,11 @@ export class LevelChain {
     this.entry = parent;
   }
 
-  /** Hashes `count` data blocks held in `bytes` (count * dataBlockSize bytes), the next ones in data order. */
-  async addData(bytes: Uint8Array, count: number): Promise<void> {
+  /**
+   * Hashes the next `count` data blocks, in data order: held in `bytes` (count * dataBlockSize bytes), or lying in
+   * files for a hasher that reads them itself (BlockHasher.fromFiles).
+   */
+  async addData(bytes: Children, count: number): Promise<void> {
     await this.zeros.init();
     this.dataBlocksSeen += count;
     if (this.dataBlocksSeen > this.dataBlocks) throw new VerityError('E_INTERNAL', 'More data blocks than the tree covers.');

@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -16,7 +16,8 @@ import type { HashEngine, SaltPlacement } from '../../src/hash/engine.js';
 import { nodeCryptoEngine } from '../../src/threads/node-crypto-engine.js';
 import { selfTest } from '../../src/hash/self-test.js';
 import { simdSupported } from '../../src/hash/wasm-kernel.js';
-import { bytesSource, MemorySink } from '../../src/io/source.js';
+import { bytesSource, MemorySink, spansWithin, type FileSpan } from '../../src/io/source.js';
+import { openFileSource } from '../../src/files/files.js';
 import {
   createHashPool,
   MIN_DISPATCH_BLOCKS,
@@ -90,10 +91,13 @@ const SLOT_BYTES = Math.max(...BLOCK_SIZES.map((bs) => Math.max(...countsFor(bs)
 function matrix(name: string, pool: () => HashEngine, algorithms: readonly HashAlgorithm[]) {
   describe(name, () => {
     let arena: Uint8Array;
+    let spanDir: string;
     beforeAll(() => {
+      spanDir = mkdtempSync(join(tmpdir(), 'hash-pool-spans-'));
       arena = pool().allocate!(SLOT_BYTES);
       arena.set(DATA.subarray(0, SLOT_BYTES));
     });
+    afterAll(() => rmSync(spanDir, { recursive: true, force: true }));
 
     const cases = algorithms.flatMap((a) => PLACEMENTS.flatMap((p) => SALT_LENGTHS.map((s) => [a, p, s] as const)));
     const title = '%s, salt %s, %i-byte salt: every block size, count and stride, in the arena';
@@ -184,6 +188,44 @@ function matrix(name: string, pool: () => HashEngine, algorithms: readonly HashA
         region.set(saved);
       }
     });
+
+    it.each(algorithms.flatMap((a) => PLACEMENTS.map((p) => [a, p] as const)))(
+      '%s, salt %s: blocks that lie in two files, read by the threads, every block size, count and stride',
+      async (algorithm, placement) => {
+        const salt = randomBytes(32);
+        const hasher = await pool().createBlockHasher({ algorithm, salt, saltPlacement: placement });
+        const files = hasher.fromFiles!;
+        expect(files.batchBytes).toBeGreaterThan(0);
+        // Split mid-block, so pieces cross from one file into the other.
+        const split = 123_457;
+        writeFileSync(join(spanDir, 'a'), DATA.subarray(0, 1000 + split));
+        writeFileSync(join(spanDir, 'b'), DATA.subarray(1000 + split, 1000 + SLOT_BYTES));
+        const [a, b] = [openSync(join(spanDir, 'a'), 'r'), openSync(join(spanDir, 'b'), 'r')];
+        try {
+          const spans = [
+            { fd: a, at: 1000, length: split, path: 'a' },
+            { fd: b, at: 0, length: SLOT_BYTES - split, path: 'b' },
+          ];
+          const bytes = DATA.subarray(1000, 1000 + SLOT_BYTES);
+          for (const blockSize of BLOCK_SIZES) {
+            const counts = countsFor(blockSize);
+            const expected = reference(algorithm, salt, placement, bytes, blockSize, Math.max(...counts));
+            for (const count of counts) {
+              const mine = spansWithin(spans, 0, count * blockSize);
+              for (const stride of stridesFor(hasher.digestSize)) {
+                const before = hooks(pool()).dispatched;
+                const hash = (dst: Uint8Array, off: number, st: number) => files.hashSpans(mine, blockSize, count, dst, off, st);
+                await expectDigests(hash, expected, count, stride);
+                expect(hooks(pool()).dispatched - before).toBe(count >= MIN_DISPATCH_BLOCKS ? 1 : 0);
+              }
+            }
+          }
+        } finally {
+          closeSync(a);
+          closeSync(b);
+        }
+      },
+    );
 
     it.each(algorithms)('passes the %s known-answer self-test', async (algorithm) => {
       await expect(selfTest(pool(), algorithm)).resolves.toBeUndefined();
@@ -363,6 +405,79 @@ describe('through the tree', () => {
       expect(Buffer.from(rootHash)).toEqual(Buffer.from(ref.rootHash));
       expect(Buffer.from(sink.bytes).equals(Buffer.from(want.bytes))).toBe(true);
     } finally {
+      await pool.close!();
+    }
+  });
+});
+
+describe('data that lies in a file', () => {
+  const data = randomBytes((20 << 20) + 37 * 4096);
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'hash-pool-file-'));
+    writeFileSync(join(dir, 'data'), data);
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it.each(['node-crypto', ...(kernelAvailable ? ['wasm-simd'] : [])] as PoolInner[])(
+    '%s: buildTree lets the threads read it; the calling thread reads nothing and allocates no chunk buffer',
+    async (inner) => {
+      const pool = createHashPool({ threads: 2, inner });
+      const file = await openFileSource(join(dir, 'data'));
+      try {
+        let reads = 0;
+        let allocations = 0;
+        const source = { ...file, read: (dst: Uint8Array, at: number) => (reads++, file.read(dst, at)) };
+        const allocate = pool.allocate!.bind(pool);
+        (pool as { allocate?: (n: number) => Uint8Array }).allocate = (n) => (allocations++, allocate(n));
+        const params = paramsForFormat({ algorithm: 'sha256', salt: 'ab'.repeat(32), superblock: false }, data.length);
+        const sink = new MemorySink();
+        const { rootHash } = await buildTree(params, source, sink, pool);
+        const want = new MemorySink();
+        const ref = await buildTree(params, bytesSource(data), want, nodeCryptoEngine);
+        expect({ reads, allocations }).toEqual({ reads: 0, allocations: 0 });
+        // 20 MiB and 37 blocks: one batch that lies in a file (up to 32 MiB each), read and hashed by the threads.
+        expect(hooks(pool).dispatched).toBe(1);
+        expect(Buffer.from(rootHash)).toEqual(Buffer.from(ref.rootHash));
+        expect(Buffer.from(sink.bytes).equals(Buffer.from(want.bytes))).toBe(true);
+      } finally {
+        await file.close();
+        await pool.close!();
+      }
+    },
+  );
+
+  it('a read that fails in a thread is E_IO naming the file, and one past its end E_TRUNCATED; the pool goes on', async () => {
+    const pool = createHashPool({ threads: 2, inner: 'node-crypto' });
+    const hasher = await pool.createBlockHasher({ algorithm: 'sha256', salt: new Uint8Array(0), saltPlacement: 'prefix' });
+    const fd = openSync(join(dir, 'data'), 'r');
+    const folder = openSync(dir, 'r');
+    try {
+      const dst = new Uint8Array(256 * 32);
+      const hash = (spans: FileSpan[], count = 256) => hasher.fromFiles!.hashSpans(spans, 4096, count, dst, 0, 32);
+      // A directory opens, but cannot be read (EISDIR).
+      await expect(hash([{ fd: folder, at: 0, length: 256 * 4096, path: 'the-folder' }])).rejects.toMatchObject({
+        code: 'E_IO',
+        message: expect.stringMatching(/^Hash worker \d \(node-crypto\) failed: Cannot read the-folder: /),
+        data: { path: 'the-folder' },
+      });
+      const tail = data.length - 100 * 4096;
+      await expect(hash([{ fd, at: tail, length: 256 * 4096, path: 'the-data' }])).rejects.toMatchObject({
+        code: 'E_TRUNCATED',
+        data: { path: 'the-data' },
+      });
+      // On the calling thread too (below MIN_DISPATCH_BLOCKS).
+      await expect(hash([{ fd, at: data.length - 4096, length: 8 * 4096, path: 'the-data' }], 8)).rejects.toMatchObject({
+        code: 'E_TRUNCATED',
+        data: { path: 'the-data' },
+      });
+      // Spans that do not hold the blocks are a caller's bug.
+      await expect(hash([{ fd, at: 0, length: 4096, path: 'the-data' }])).rejects.toMatchObject({ code: 'E_INTERNAL' });
+      await hash([{ fd, at: 0, length: 256 * 4096, path: 'the-data' }]);
+      expect(Buffer.from(dst)).toEqual(Buffer.concat(reference('sha256', new Uint8Array(0), 'prefix', data, 4096, 256)));
+    } finally {
+      closeSync(fd);
+      closeSync(folder);
       await pool.close!();
     }
   });

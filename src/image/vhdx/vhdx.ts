@@ -10,7 +10,7 @@
  */
 import { VerityError } from '../../errors.js';
 import type { StructValue } from '../../binary/struct.js';
-import type { ByteRange, ByteSource, OriginRun, SequentialMap } from '../../io/source.js';
+import { spansOf, type ByteRange, type ByteSource, type FileSpan, type OriginRun, type SequentialMap } from '../../io/source.js';
 import { NULL_GUID } from '../../binary/guid.js';
 import { type BlockMap, batGeometry, loadBat, type BlockCounts, type ReservedArea } from './bat.js';
 import { readFully, readRange, checkRange } from './io.js';
@@ -497,6 +497,29 @@ class VhdxReader implements VhdxImage {
       at = Math.max(at, present + bs);
     }
     return out;
+  }
+
+  /**
+   * Where [offset, offset + length) lies in files when every payload block it touches is present: the blocks lie in
+   * the file as `read` reads them (a replayed log's source has no file spans, so its bytes are always read).
+   */
+  fileSpans(offset: number, length: number): FileSpan[] | undefined {
+    if (!this.src.fileSpans) return undefined;
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || offset + length > this.size) {
+      return undefined;
+    }
+    const bs = this.blockSize;
+    const { blocks, offsets } = this.map;
+    const ranges: ByteRange[] = [];
+    let i = this.map.firstAtOrAfter(Math.floor(offset / bs));
+    for (let at = offset; at < offset + length; i++) {
+      const block = Math.floor(at / bs);
+      if (i >= blocks.length || blocks[i] !== block) return undefined;
+      const n = Math.min(offset + length - at, (block + 1) * bs - at);
+      ranges.push({ at: offsets[i]! + (at - block * bs), length: n });
+      at += n;
+    }
+    return spansOf(this.src, ranges);
   }
 
   /**
