@@ -13,6 +13,7 @@
  *   VERITY_BENCH_FILES=random npx tsx bench/e2e.ts               # random, zero50 or both (default)
  *   VERITY_BENCH_DIR=/dev/shm npx tsx bench/e2e.ts              # where the files go (default: os.tmpdir())
  *   VERITY_BENCH_THREADS=1,2,3,4 npm run bench:e2e              # a `verity --threads N` row per N (scaling)
+ *   VERITY_BENCH_THREADS= npm run bench:e2e                     # the default thread count only
  *
  * Both tools get the same salt and UUID; their root hashes and hash files must be identical. Each format writes a
  * fresh hash file (both tools fsync it). The data file is read once before timing so every run hits the page cache.
@@ -81,7 +82,7 @@ function writeDataFile(path: string, size: number, zeroHalf: boolean): void {
 /** 'veritysetup', 'verity' (default threads) or `verity --threads N`. */
 type Tool = string;
 type Op = 'format' | 'verify';
-const THREADS = (process.env.VERITY_BENCH_THREADS ?? '1').split(',').map((n) => {
+const THREADS = (process.env.VERITY_BENCH_THREADS ?? '1').split(',').filter(Boolean).map((n) => {
   const t = Number(n);
   if (!Number.isInteger(t) || t < 1) throw new Error(`VERITY_BENCH_THREADS: "${n}" is not a thread count`);
   return t;

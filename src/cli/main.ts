@@ -1,9 +1,25 @@
 #!/usr/bin/env node
 /** The only place that touches process exit state. */
 import { rmSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { pendingInPlace, pendingTemporaries } from '../files/files.js';
+import { MAX_THREADS } from '../threads/limits.js';
+import { prestartThreads } from '../threads/thread-set.js';
 import { EXIT } from './exit-codes.js';
-import { runCli } from './program.js';
+
+/**
+ * The hash threads a command will likely start: the available cores (or --threads) for the commands that hash data,
+ * else none. A guess from the arguments alone, before they are parsed: threads started for nothing cost a little CPU
+ * on the other cores and no waiting.
+ */
+function likelyThreads(args: readonly string[]): number {
+  const command = args.find((a) => !a.startsWith('-'));
+  if (command !== 'format' && command !== 'verify' && command !== 'repair') return 0;
+  const at = args.findIndex((a) => a === '--threads' || a.startsWith('--threads='));
+  if (at < 0) return availableParallelism();
+  const n = Number(args[at]!.includes('=') ? args[at]!.slice('--threads='.length) : args[at + 1]);
+  return Number.isSafeInteger(n) && n <= MAX_THREADS ? n : 0;
+}
 
 function removeTemporariesAndExit(): void {
   for (const path of pendingTemporaries()) rmSync(path, { force: true });
@@ -28,4 +44,7 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
 process.stderr.on('error', () => {});
 process.once('SIGTERM', removeTemporariesAndExit);
 
+// Threads load while the command's own modules do (threads/thread-set.ts: prestartThreads), hence the late import.
+prestartThreads(likelyThreads(process.argv.slice(2)));
+const { runCli } = await import('./program.js');
 process.exitCode = await runCli(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr });

@@ -51,26 +51,36 @@ async function bench(engine: HashEngine, algorithm: HashAlgorithm): Promise<(n: 
   const blocks = 256;
   const data = new Uint8Array(blocks * 4096);
   for (let i = 0; i < data.length; i += 4) data[i] = (i * 2654435761) >>> 24 || 1; // no all-zero blocks
-  const out = new Uint8Array(blocks * 32);
+  const size = hasher.digestSize;
+  const out = new Uint8Array(blocks * size);
   return async (n) => {
     const start = performance.now();
-    for (let i = 0; i < n; i++) await hasher.hashBlocks(data, 4096, blocks, out, 0, 32);
+    for (let i = 0; i < n; i++) await hasher.hashBlocks(data, 4096, blocks, out, 0, size);
     return (n * data.length) / 1e3 / (performance.now() - start);
   };
 }
 
 /**
- * Best-of-rounds MB/s of two engines, measured alternately after a warm-up that lets V8 tier the wasm kernel up
- * (docs/performance.md). Taking each engine's best round makes the comparison robust to a busy second core.
+ * Each timer's best MB/s over `rounds` alternating rounds of one batch, after `warm` batches each. Alternating, and
+ * taking each one's best round, makes the comparison robust to a busy second core; the warm-up lets V8 tier the
+ * wasm kernel up (docs/performance.md).
  */
-async function race(a: HashEngine, b: HashEngine, algorithm: HashAlgorithm): Promise<[number, number]> {
-  const [ta, tb] = [await bench(a, algorithm), await bench(b, algorithm)];
-  await ta(3);
-  await tb(3);
-  let best: [number, number] = [0, 0];
-  for (let round = 0; round < 4; round++) best = [Math.max(best[0], await ta(2)), Math.max(best[1], await tb(2))];
+async function bestOf(timers: Array<(n: number) => Promise<number>>, warm: number[], rounds: number): Promise<number[]> {
+  for (const [i, timer] of timers.entries()) if (warm[i]! > 0) await timer(warm[i]!);
+  const best = timers.map(() => 0);
+  for (let round = 0; round < rounds; round++) {
+    for (const [i, timer] of timers.entries()) best[i] = Math.max(best[i]!, await timer(1));
+  }
   return best;
 }
+
+/**
+ * SHA-256 at this many times SHA-512's speed means SHA extensions: measured here, 1.4× to 2.5× with them and 0.6×
+ * to 0.7× without (docs/performance.md, "Choosing the engine"). In software, SHA-512 is the faster of the two per
+ * byte on 64-bit CPUs (80 rounds over 128-byte blocks against 64 over 64-byte ones), so only instructions made for
+ * SHA-256 put it well ahead. With them OpenSSL beats the WASM kernel, so the kernel is not even compiled.
+ */
+const SHA_EXTENSIONS_RATIO = 1.2;
 
 async function autoEngine(algorithm: HashAlgorithm, dataBytes: number): Promise<{ engine: HashEngine; note: string }> {
   if (dataBytes < MIN_BYTES_FOR_RACE) return { engine: nodeCryptoEngine, note: 'auto: small input' };
@@ -78,12 +88,22 @@ async function autoEngine(algorithm: HashAlgorithm, dataBytes: number): Promise<
   if (cached) return cached;
   let choice = { engine: nodeCryptoEngine as HashEngine, note: 'auto' };
   if (wasmSimdEngine.supports(algorithm) && simdSupported()) {
-    await checkedEngine(wasmSimdEngine, algorithm);
-    const [simd, openssl] = await race(wasmSimdEngine, nodeCryptoEngine, algorithm);
-    choice = {
-      engine: simd > openssl ? wasmSimdEngine : nodeCryptoEngine,
-      note: `auto: wasm-simd ${simd.toFixed(0)} MB/s, node-crypto ${openssl.toFixed(0)} MB/s`,
-    };
+    // sha256 only (what the kernel hashes): OpenSSL's SHA-256 against its SHA-512 first, about 20 ms.
+    const openssl = await bench(nodeCryptoEngine, 'sha256');
+    const [sha256, sha512] = await bestOf([openssl, await bench(nodeCryptoEngine, 'sha512')], [1, 1], 8);
+    const ratio = sha256! / sha512!;
+    if (ratio > SHA_EXTENSIONS_RATIO) {
+      choice.note = `auto: SHA extensions (OpenSSL's SHA-256 at ${ratio.toFixed(1)}× its SHA-512)`;
+    } else {
+      // Then the kernel against OpenSSL, which is warm already: about 50 ms with the kernel's compilation.
+      await checkedEngine(wasmSimdEngine, algorithm);
+      const [simd, again] = await bestOf([await bench(wasmSimdEngine, algorithm), openssl], [2, 0], 4);
+      const best = Math.max(sha256!, again!);
+      choice = {
+        engine: simd! > best ? wasmSimdEngine : nodeCryptoEngine,
+        note: `auto: wasm-simd ${simd!.toFixed(0)} MB/s, node-crypto ${best.toFixed(0)} MB/s`,
+      };
+    }
   }
   measured.set(algorithm, choice);
   return choice;

@@ -35,7 +35,7 @@ import { type Arena, Arenas, MIN_DISPATCH_BLOCKS, READ_BYTES } from './arena.js'
 import { readSpans } from './file-reads.js';
 import { nodeCryptoEngine } from './node-crypto-engine.js';
 import { type HasherConfig, type HashMessage, internal, type PoolInner, type ToWorker } from './protocol.js';
-import { ThreadSet } from './thread-set.js';
+import { type ThreadSet, takeThreads } from './thread-set.js';
 
 export type { PoolInner } from './protocol.js';
 export { MIN_DISPATCH_BLOCKS } from './arena.js';
@@ -105,7 +105,8 @@ class HashPool implements HashEngine {
     this.name = `pool(${inner}×${threads})`;
     this.batchBytes = Math.min(MAX_BATCH_BYTES, threads * BYTES_PER_THREAD);
     // A failed pool drops its arena: nothing is dispatched to threads that are gone.
-    this.workers = new ThreadSet(threads, inner, () => (this.arenas.current = undefined));
+    this.workers = takeThreads(threads);
+    this.workers.start(inner, () => (this.arenas.current = undefined));
     const workers = this.workers;
     const pool = this;
     this.arenas = new Arenas({

@@ -11,6 +11,7 @@ import {
   type FaultMessage,
   type FromWorker,
   type HashMessage,
+  type PoolInner,
   type ToWorker,
   WORKER_KIND,
   type WorkerInit,
@@ -27,7 +28,8 @@ function simulated(fault: FaultMessage, m: HashMessage): Error {
 
 function main(): void {
   const port = parentPort!;
-  const { inner } = workerData as WorkerInit;
+  /** What this thread hashes with, from the start message (the pool sends it before anything else). */
+  let inner: PoolInner = 'node-crypto';
   let arena: ThreadArena | undefined;
   let queue: Promise<void> = Promise.resolve();
   /** A `reject` fault (test hook): the next hash job fails with its error. */
@@ -37,6 +39,17 @@ function main(): void {
 
   const handle = async (m: ToWorker): Promise<void> => {
     switch (m.t) {
+      case 'start':
+        inner = m.inner;
+        try {
+          reply({ t: 'ready', scratchBytes: inner === 'wasm-simd' ? await probeKernel() : 0 });
+        } catch (e) {
+          // Start-up failures end the thread; the pool reports them from the 'error' event.
+          setImmediate(() => {
+            throw new Error(`Hash worker cannot start: ${describe(e)}`);
+          });
+        }
+        return;
       case 'arena':
         arena = await openArena(inner, m);
         return;
@@ -95,14 +108,6 @@ function main(): void {
       });
   });
 
-  const start = inner === 'wasm-simd' ? probeKernel() : Promise.resolve(0);
-  start.then(
-    (scratchBytes) => reply({ t: 'ready', scratchBytes }),
-    (e: unknown) => {
-      // Startup failures end the thread; the pool reports them from the 'error' event.
-      throw new Error(`Hash worker cannot start: ${describe(e)}`);
-    },
-  );
 }
 
 if (!isMainThread && (workerData as WorkerInit | undefined)?.kind === WORKER_KIND) main();

@@ -15,11 +15,16 @@ export type PoolInner = 'node-crypto' | 'wasm-simd';
 /** Marks a worker as a pool thread, so importing hash-worker anywhere else does nothing. */
 export const WORKER_KIND = 'dm-verity hash pool';
 
-/** `workerData` of every pool thread. */
+/** `workerData` of every pool thread. What it hashes with comes later (StartMessage): threads start before that is known. */
 export interface WorkerInit {
   kind: typeof WORKER_KIND;
-  inner: PoolInner;
   index: number;
+}
+
+/** The first message a thread gets: what it hashes with. It answers `ready` once it can (the kernel loaded and checked). */
+export interface StartMessage {
+  t: 'start';
+  inner: PoolInner;
 }
 
 /** What a block hasher was created with; travels with every job, so a thread never depends on earlier state. */
@@ -87,9 +92,9 @@ export interface FaultMessage {
 }
 
 /** Every message the pool sends a thread. */
-export type ToWorker = ArenaMessage | ConfigMessage | HashMessage | FaultMessage;
+export type ToWorker = StartMessage | ArenaMessage | ConfigMessage | HashMessage | FaultMessage;
 
-/** Every message a thread sends the pool: ready once at start-up, then one reply per request. */
+/** Every message a thread sends the pool: ready once started, then one reply per request. */
 export type FromWorker =
   | { t: 'ready'; scratchBytes: number }
   | { t: 'done'; req: number }

@@ -38,6 +38,10 @@ export class ThreadSet {
   scratchBytes: number | undefined;
   /** Set once closed or broken; every later request rejects with it. */
   failure: VerityError | undefined;
+  /** What the threads hash with, once started; names them in errors. */
+  private inner: PoolInner | undefined;
+  /** Runs once when the set fails (a thread died, or close); set by the pool that starts the set. */
+  private onFail: () => void = () => {};
   private readonly pending = new Map<number, Pending>();
   private nextRequest = 1;
   private readonly ready: Promise<void>;
@@ -46,32 +50,31 @@ export class ThreadSet {
   private settleReady!: { resolve(): void; reject(e: Error): void };
   /** Outstanding requests; the threads keep the process alive only while there are some. */
   private busy = 0;
+  private waiting: number;
 
-  /** Starts `count` threads; `onFail` runs once when the set fails (a thread died, or close). */
-  constructor(
-    count: number,
-    inner: PoolInner,
-    private readonly onFail: () => void,
-  ) {
+  /**
+   * Spawns `count` threads, which load while the caller goes on (they keep no process alive); `start` says what they
+   * hash with.
+   */
+  constructor(count: number) {
     this.ready = new Promise<void>((resolve, reject) => (this.settleReady = { resolve, reject }));
     this.ready.catch(() => {});
-    let waiting = count;
-    this.enter();
+    this.waiting = count;
     for (let index = 0; index < count; index++) {
       let worker: Worker;
       try {
-        worker = spawn({ kind: WORKER_KIND, inner, index });
+        worker = spawn({ kind: WORKER_KIND, index });
       } catch (e) {
         // No worker_threads here (a sandbox, a runtime without them): the same as a thread dying at start. Failed
         // after the constructor returns, as a thread's 'error' event would be, once the owner has set itself up.
-        const error = this.threadError(`Hash worker ${index} (${inner}) cannot be created: ${describe(e)}`, e);
+        const error = this.threadError(`Hash worker ${index} cannot be created: ${describe(e)}`, e);
         queueMicrotask(() => this.fail(error));
         return;
       }
       worker.on('message', (m: FromWorker) => {
         if (m.t === 'ready') {
           this.scratchBytes = Math.max(this.scratchBytes ?? 0, m.scratchBytes);
-          if (--waiting === 0) {
+          if (--this.waiting === 0) {
             this.started = true;
             this.leave();
             this.settleReady.resolve();
@@ -83,13 +86,33 @@ export class ThreadSet {
         this.pending.delete(m.req);
         if (m.t === 'done') p.resolve();
         // The code and data of a VerityError thrown in the thread reach the caller.
-        else p.reject(decodeError(m.error, `Hash worker ${index} (${inner})`));
+        else p.reject(decodeError(m.error, this.name(index)));
       });
-      worker.on('error', (e) => this.fail(this.threadError(`Hash worker ${index} (${inner}) crashed: ${e.message}`, e)));
+      worker.on('error', (e) => this.fail(this.threadError(`${this.name(index)} crashed: ${e.message}`, e)));
       worker.on('messageerror', (e) => this.fail(this.threadError(`Hash worker ${index} sent an unreadable message.`, e)));
-      worker.on('exit', (code) => this.fail(this.threadError(`Hash worker ${index} (${inner}) exited with code ${code}.`)));
+      worker.on('exit', (code) => this.fail(this.threadError(`${this.name(index)} exited with code ${code}.`)));
+      // After the listeners: adding a 'message' listener refs the worker again.
+      worker.unref();
       this.threads.push(worker);
     }
+  }
+
+  /** Tells every thread what to hash with; `whenReady` settles once all have answered. `onFail` as for the pool. */
+  start(inner: PoolInner, onFail: () => void): void {
+    if (this.inner !== undefined) throw internal('The threads of a hash pool were started twice.');
+    this.inner = inner;
+    this.onFail = onFail;
+    if (this.failure) {
+      onFail();
+      return;
+    }
+    // Until every thread is ready, the process waits for them.
+    this.enter();
+    for (const worker of this.threads) worker.postMessage({ t: 'start', inner } satisfies ToWorker);
+  }
+
+  private name(index: number): string {
+    return `Hash worker ${index}${this.inner ? ` (${this.inner})` : ''}`;
   }
 
   /**
@@ -107,6 +130,7 @@ export class ThreadSet {
 
   async whenReady(): Promise<void> {
     if (this.failure) throw this.failure;
+    if (this.inner === undefined) throw internal('The threads of a hash pool were not started.');
     await this.ready;
   }
 
@@ -169,4 +193,27 @@ export class ThreadSet {
   private leave(): void {
     if (--this.busy === 0) for (const w of this.threads) w.unref();
   }
+}
+
+/** Threads spawned ahead of a pool (prestartThreads), for the next pool of that many threads. */
+let spare: ThreadSet | undefined;
+
+/**
+ * Spawns `count` hash threads now, so that they load while the caller does other work (a command parsing its
+ * options and opening its files); the next pool of `count` threads takes them. They keep no process alive, and
+ * nothing is lost if no pool takes them. Does nothing if threads are already waiting.
+ */
+export function prestartThreads(count: number): void {
+  if (spare || !Number.isSafeInteger(count) || count < 2) return;
+  spare = new ThreadSet(count);
+}
+
+/** `count` threads for a new pool: the spare ones if they are that many, else new ones. */
+export function takeThreads(count: number): ThreadSet {
+  const taken = spare;
+  if (taken && taken.count === count && !taken.failure) {
+    spare = undefined;
+    return taken;
+  }
+  return new ThreadSet(count);
 }

@@ -26,6 +26,7 @@ import {
   type PoolTesting,
 } from '../../src/threads/hash-pool.js';
 import { buildTree, formatImage } from '../../src/tree/build.js';
+import { prestartThreads } from '../../src/threads/thread-set.js';
 import { VerityError, type VerityErrorJson } from '../../src/errors.js';
 
 /** Whether this runtime runs the WASM SIMD kernel (Node 20 does). */
@@ -483,6 +484,32 @@ describe('data that lies in a file', () => {
   });
 });
 
+describe('threads started ahead of their pool', () => {
+  it.each(['node-crypto', ...(kernelAvailable ? ['wasm-simd'] : [])] as PoolInner[])(
+    '%s: the next pool of as many threads takes them and hashes as any pool; other pools start their own',
+    async (inner) => {
+      prestartThreads(3);
+      const other = createHashPool({ threads: 2, inner });
+      const pool = createHashPool({ threads: 3, inner });
+      const again = createHashPool({ threads: 3, inner });
+      try {
+        const ids = (p: HashEngine) => hooks(p).threads.map((w) => w.threadId);
+        // Spawned before the 2-thread pool's own: the spare ones. The next 3-thread pool found none left.
+        expect(Math.max(...ids(pool))).toBeLessThan(Math.min(...ids(other)));
+        expect(Math.min(...ids(again))).toBeGreaterThan(Math.max(...ids(other)));
+        const salt = randomBytes(32);
+        const hasher = await pool.createBlockHasher({ algorithm: 'sha256', salt, saltPlacement: 'prefix' });
+        const src = pool.allocate!(300 * 4096);
+        src.set(DATA.subarray(0, src.length));
+        await expectDigests((dst, off, st) => hasher.hashBlocks(src, 4096, 300, dst, off, st), reference('sha256', salt, 'prefix', src, 4096, 300), 300, 32);
+        expect(hooks(pool).dispatched).toBe(1);
+      } finally {
+        await Promise.all([other, pool, again].map((p) => p.close!()));
+      }
+    },
+  );
+});
+
 describe('closing and failures', () => {
   const big = MIN_DISPATCH_BLOCKS * 4;
   async function started(threads = 2) {
@@ -609,7 +636,7 @@ describe('closing and failures', () => {
     }
   });
 
-  it('an open pool does not keep the process alive', { timeout: 30_000 }, async () => {
+  it('an open pool, or spare threads no pool took, do not keep the process alive', { timeout: 30_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'hash-pool-'));
     try {
       const script = join(dir, 'forgotten.mts');
@@ -617,6 +644,9 @@ describe('closing and failures', () => {
       writeFileSync(
         script,
         `import { createHashPool } from ${JSON.stringify(poolUrl)};
+import { prestartThreads } from ${JSON.stringify(poolUrl.replace('hash-pool.ts', 'thread-set.ts'))};
+// Spare threads nobody takes must not keep the process alive either.
+prestartThreads(3);
 const pool = createHashPool({ threads: 2, inner: 'node-crypto' });
 const hasher = await pool.createBlockHasher({ algorithm: 'sha256', salt: new Uint8Array(0), saltPlacement: 'prefix' });
 const src = pool.allocate(256 * 4096);
