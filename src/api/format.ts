@@ -2,6 +2,7 @@
 import { toHex } from '../binary/bytes.js';
 import { VerityError } from '../errors.js';
 import { encodeFec, type FecGroupEncoder } from '../fec/encode.js';
+import { readSpans } from '../threads/file-reads.js';
 import type { FecGeometry, FecPlacement } from '../fec/geometry.js';
 import { fsBlockSize, openInPlace, createAtomic, writeFileAtomic, type AtomicOutput, type FileSink } from '../files/files.js';
 import type { TreeGeometry } from '../format/geometry.js';
@@ -186,6 +187,7 @@ async function writeFec(plan: FormatPlan, hash: ReadWriteSink, fecOut: FecOutput
       fecOut?.sink ?? hash,
       {
         ...(groups && { groups }),
+        readSpans,
         ...(signal && { signal }),
         ...(onProgress && {
           onProgress: (p) => onProgress({ bytesDone: dataBytes + p.bytesDone, bytesTotal: dataBytes + p.bytesTotal }),

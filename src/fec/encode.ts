@@ -11,7 +11,7 @@
  * whatever the image size. The parity is written front to back, one write per group.
  */
 import { VerityError } from '../errors.js';
-import type { ByteSink, ByteSource } from '../io/source.js';
+import type { ByteSink, ByteSource, FileSpan } from '../io/source.js';
 import { readExactly, readOrZeros } from '../io/source.js';
 import type { FecGeometry } from './geometry.js';
 import type { RsEncoder } from './rs.js';
@@ -58,6 +58,12 @@ export interface FecEncodeOptions extends FecPassOptions {
   groups?: FecGroupEncoder;
   /** About how many bytes of blocks one group of rounds reads (default 16 MiB; at least one round). */
   groupBytes?: number;
+  /**
+   * Reads file spans at once (threads/file-reads.ts on Node), for the data when it lies in a file
+   * (ByteSource.fileSpans): a group's rsn short reads then cost a copy each rather than a round trip through the
+   * runtime's I/O threads, which took most of a format with FEC (docs/performance.md, "FEC").
+   */
+  readSpans?: (spans: readonly FileSpan[], dst: Uint8Array) => void;
 }
 
 /** Default size of one group of rounds: 16 rounds of 253 blocks of 4 KiB. */
@@ -128,7 +134,7 @@ export async function encodeFec(
     const count = Math.min(perGroup, rounds - first);
     const messages = buffers[slot]!;
     const parity = buffers[slots + slot]!;
-    await readGroup(geometry, inputs, first, perGroup, stride, messages);
+    await readGroup(geometry, inputs, first, perGroup, stride, messages, options.readSpans);
     options.signal?.throwIfAborted();
     await groups.encodeGroup(messages, parity, count, stride);
     await previous;
@@ -160,7 +166,15 @@ export async function encodeFec(
  * Reads the blocks of rounds `first` … `first + count − 1` into `buf`: symbol i of round first + g at
  * `i · stride + g · B`. Blocks past the covered area are zeros.
  */
-async function readGroup(g: FecGeometry, inputs: FecInputs, first: number, count: number, stride: number, buf: Uint8Array): Promise<Uint8Array> {
+async function readGroup(
+  g: FecGeometry,
+  inputs: FecInputs,
+  first: number,
+  count: number,
+  stride: number,
+  buf: Uint8Array,
+  readSpans: FecEncodeOptions['readSpans'],
+): Promise<Uint8Array> {
   const B = g.blockSize;
   const n = Math.min(count, g.rounds - first);
   let next = 0;
@@ -171,7 +185,7 @@ async function readGroup(g: FecGeometry, inputs: FecInputs, first: number, count
       const start = i * g.rounds + first;
       const covered = Math.max(0, Math.min(n, g.coveredBlocks - start));
       dst.fill(0, covered * B);
-      if (covered > 0) await readCovered(g, inputs, start, covered, dst);
+      if (covered > 0) await readCovered(g, inputs, start, covered, dst, readSpans);
     }
   };
   await Promise.all(Array.from({ length: READS_IN_FLIGHT }, chain));
@@ -179,13 +193,22 @@ async function readGroup(g: FecGeometry, inputs: FecInputs, first: number, count
 }
 
 /** Reads `count` covered blocks from block `start` into `dst`, splitting the run where the data device ends. */
-async function readCovered(g: FecGeometry, inputs: FecInputs, start: number, count: number, dst: Uint8Array): Promise<void> {
+async function readCovered(
+  g: FecGeometry,
+  inputs: FecInputs,
+  start: number,
+  count: number,
+  dst: Uint8Array,
+  readSpans: FecEncodeOptions['readSpans'],
+): Promise<void> {
   const B = g.blockSize;
   let k = start;
   let at = 0;
   if (k < g.dataBlocks) {
     const n = Math.min(count, g.dataBlocks - k);
-    await readExactly(inputs.data, dst.subarray(0, n * B), k * B, 'Data device');
+    const spans = readSpans && inputs.data.fileSpans?.(k * B, n * B);
+    if (spans) readSpans!(spans, dst.subarray(0, n * B));
+    else await readExactly(inputs.data, dst.subarray(0, n * B), k * B, 'Data device');
     k += n;
     at = n * B;
   }

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { encodeFec } from '../../src/fec/encode.js';
 import { computeFecGeometry, type FecGeometry, type FecGeometryInput } from '../../src/fec/geometry.js';
 import { createRsEncoder } from '../../src/fec/rs.js';
-import { bytesSource, MemorySink, type ByteSource } from '../../src/io/source.js';
+import { bytesSource, MemorySink, type ByteSource, type FileSpan } from '../../src/io/source.js';
 import { Rng } from '../support/rng.js';
 
 function randomBytes(rng: Rng, n: number): Uint8Array {
@@ -119,6 +119,34 @@ describe('encodeFec', () => {
     expect([...h.reads.values()].every((n) => n === 1)).toBe(true);
     const groups = Math.ceil(g.rounds / groupRounds);
     expect(d.calls + h.calls).toBeLessThanOrEqual(groups * g.rsn + groups);
+  });
+
+  it('data that lies in a file is read through readSpans, never through read, to the same parity', async () => {
+    const { input, data, hash } = setup(11, { dataBlocks: 700, hashStartBlock: 1, hashDeviceSize: 30 * 512 });
+    const g = computeFecGeometry(input);
+    // "File 3" holds the data at offset 100; readSpans copies from it.
+    const file = new Uint8Array(100 + data.length);
+    file.set(data, 100);
+    let reads = 0;
+    const spanned: ByteSource = {
+      size: data.length,
+      read: async () => (reads++, 0),
+      fileSpans: (offset, length) => [{ fd: 3, at: 100 + offset, length, path: 'data' }],
+    };
+    let copied = 0;
+    const readSpans = (spans: readonly FileSpan[], dst: Uint8Array) => {
+      let at = 0;
+      for (const s of spans) {
+        expect(s.fd).toBe(3);
+        dst.set(file.subarray(s.at, s.at + s.length), at);
+        at += s.length;
+      }
+      copied += at;
+    };
+    const sink = new MemorySink();
+    await encodeFec(g, { data: spanned, hash: bytesSource(hash) }, sink, { readSpans, groupBytes: 3 * g.rsn * g.blockSize });
+    expect(sink.bytes.subarray(g.fecOffset)).toEqual(referenceParity(g, data, hash));
+    expect({ reads, copied }).toEqual({ reads: 0, copied: g.dataBlocks * g.blockSize });
   });
 
   it('writes the parity in order from the FEC offset, and reports progress up to the covered size', async () => {
