@@ -1,23 +1,32 @@
 #!/usr/bin/env node
 /** The only place that touches process exit state. */
-import { rmSync } from 'node:fs';
+import { rmSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { pendingInPlace, pendingTemporaries } from '../files/files.js';
 import { MAX_THREADS } from '../threads/limits.js';
 import { prestartThreads } from '../threads/thread-set.js';
 import { EXIT } from './exit-codes.js';
 
+/** Below this much data a pass hashes on one thread (threads/engines.ts), so no threads are started ahead for it. */
+const MIN_BYTES_FOR_THREADS = 16 << 20;
+
 /**
- * The hash threads a command will likely start: the available cores (or --threads) for the commands that hash data,
- * else none. A guess from the arguments alone, before they are parsed: threads started for nothing cost a little CPU
- * on the other cores and no waiting.
+ * The hash threads a command will likely start: the available cores (or --threads) for the commands that hash, when
+ * one of the arguments names a file of at least 16 MiB (the part before `::` of an address); else none. A guess from
+ * the arguments alone, before they are parsed: threads started for nothing cost a little CPU, and no waiting.
  */
 function likelyThreads(args: readonly string[]): number {
-  const command = args.find((a) => !a.startsWith('-'));
-  if (command !== 'format' && command !== 'verify' && command !== 'repair') return 0;
-  const at = args.findIndex((a) => a === '--threads' || a.startsWith('--threads='));
-  if (at < 0) return availableParallelism();
-  const n = Number(args[at]!.includes('=') ? args[at]!.slice('--threads='.length) : args[at + 1]);
+  const at = args.findIndex((a) => !a.startsWith('-'));
+  if (!['format', 'verify', 'repair'].includes(args[at] ?? '')) return 0;
+  const large = args.slice(at + 1).some((a) => {
+    if (a.startsWith('-')) return false;
+    const size = statSync(a.split('::')[0]!, { throwIfNoEntry: false })?.size ?? 0;
+    return size >= MIN_BYTES_FOR_THREADS;
+  });
+  if (!large) return 0;
+  const flag = args.findIndex((a) => a === '--threads' || a.startsWith('--threads='));
+  if (flag < 0) return availableParallelism();
+  const n = Number(args[flag]!.includes('=') ? args[flag]!.slice('--threads='.length) : args[flag + 1]);
   return Number.isSafeInteger(n) && n <= MAX_THREADS ? n : 0;
 }
 
