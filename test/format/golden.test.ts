@@ -16,6 +16,7 @@ import { wasmSimdEngine } from '../../src/hash/wasm-simd-engine.js';
 import { createHashPool } from '../../src/threads/hash-pool.js';
 import { formatImage } from '../../src/tree/build.js';
 import { verifyFiles } from '../../src/index.js';
+import { openFileSource } from '../../src/files/files.js';
 import { makeData } from '../support/data.js';
 import type { GoldenCase, GoldenFile } from '../golden/types.js';
 import { runCaptured } from '../support/cli-harness.js';
@@ -93,7 +94,8 @@ describe(`golden vectors from ${golden.veritysetup}`, () => {
   ];
   afterAll(() => Promise.all(pools.map((p) => p.close?.())));
   for (const engine of [nodeCryptoEngine, hashWasmEngine, wasmSimdEngine, ...pools]) {
-    describe(`the pure core with the ${engine.name} engine builds the same image in memory`, () => {
+    const where = pools.includes(engine) ? 'in memory and from a file its threads read' : 'in memory';
+    describe(`the pure core with the ${engine.name} engine builds the same image ${where}`, () => {
       const cases = golden.cases.filter((c) => engine.supports(c.options.hash));
       it.each(cases.map((c) => [c.name, c] as const))('%s', async (_name, c) => {
         const data = makeData(c.data);
@@ -117,6 +119,21 @@ describe(`golden vectors from ${golden.veritysetup}`, () => {
         expect(toHex(rootHash)).toBe(c.rootHash);
         expect(sink.bytes.length).toBe(c.hashImage.size);
         expect(sha256(sink.bytes)).toBe(c.hashImage.sha256);
+        if (!pools.includes(engine)) return;
+        // Again with the data in a file, which the pool's threads read by themselves (ByteSource.fileSpans).
+        const path = join(dir, `pool-${c.name}.img`);
+        writeFileSync(path, data);
+        const file = await openFileSource(path);
+        try {
+          expect(file.fileSpans).toBeTypeOf('function');
+          const fromFile = new MemorySink();
+          if (c.options.sameFile) await fromFile.write(data, 0);
+          expect(toHex((await formatImage(params, file, fromFile, engine)).rootHash)).toBe(c.rootHash);
+          expect(sha256(fromFile.bytes)).toBe(c.hashImage.sha256);
+        } finally {
+          await file.close();
+          rmSync(path, { force: true });
+        }
       });
     });
   }
