@@ -20,8 +20,12 @@ function likelyThreads(args: readonly string[]): number {
   if (!['format', 'verify', 'repair'].includes(args[at] ?? '')) return 0;
   const large = args.slice(at + 1).some((a) => {
     if (a.startsWith('-')) return false;
-    const size = statSync(a.split('::')[0]!, { throwIfNoEntry: false })?.size ?? 0;
-    return size >= MIN_BYTES_FOR_THREADS;
+    try {
+      return statSync(a.split('::')[0]!).size >= MIN_BYTES_FOR_THREADS;
+    } catch {
+      // Not a file (a salt, a root hash, a name too long for a path): the command itself says what is wrong.
+      return false;
+    }
   });
   if (!large) return 0;
   const flag = args.findIndex((a) => a === '--threads' || a.startsWith('--threads='));

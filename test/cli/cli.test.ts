@@ -713,6 +713,22 @@ describe('the built CLI as a process', () => {
     }
   });
 
+  it('arguments that name no file (a 256-byte salt, a name too long for a path) beside a large file: the command runs', async () => {
+    // The process looks at its arguments for a file of 16 MiB or more before parsing them, to start threads early
+    // (src/cli/main.ts); an argument no file system accepts as a path must not stop it.
+    const data = join(dir(), 'large.img');
+    writeFileSync(data, makeData({ blocks: 17 * 256, blockSize: 4096, tailBytes: 0, fill: 'random', seed: 5 }));
+    const salt = 'ab'.repeat(256);
+    const formatted = spawnBuiltCli(['format', '--salt', salt, data, join(dir(), 'large.hash'), '--json']);
+    expectNoStackTrace(formatted);
+    expect(formatted.code).toBe(0);
+    const json = parseOneJson(formatted);
+    expect(json.engine).toMatch(/×\d/);
+    const missing = spawnBuiltCli(['verify', data, 'x'.repeat(5000), String(json.rootHash)]);
+    expectNoStackTrace(missing);
+    expect(missing.code).toBe(4);
+  });
+
   it('--json: the process exit code equals exitCode in the one document on stdout', async () => {
     const f = await fixture();
     const runs = [
