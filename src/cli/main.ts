@@ -3,12 +3,9 @@
 import { rmSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { pendingInPlace, pendingTemporaries } from '../files/files.js';
-import { MAX_THREADS } from '../threads/limits.js';
+import { MAX_THREADS, MIN_BYTES_FOR_THREADS } from '../threads/limits.js';
 import { prestartThreads } from '../threads/thread-set.js';
 import { EXIT } from './exit-codes.js';
-
-/** Below this much data a pass hashes on one thread (threads/engines.ts), so no threads are started ahead for it. */
-const MIN_BYTES_FOR_THREADS = 16 << 20;
 
 /**
  * The hash threads a command will likely start: the available cores (or --threads) for the commands that hash, when

@@ -13,7 +13,7 @@ import { simdSupported } from '../hash/wasm-kernel.js';
 import { wasmSimdEngine } from '../hash/wasm-simd-engine.js';
 import { VerityError } from '../errors.js';
 import { createHashPool } from './hash-pool.js';
-import { ENGINE_NAMES, type EngineName } from './limits.js';
+import { ENGINE_NAMES, type EngineName, MIN_BYTES_FOR_THREADS } from './limits.js';
 
 /** What `--engine` and EngineOptions.engine accept. */
 export { ENGINE_NAMES, type EngineName } from './limits.js';
@@ -21,8 +21,6 @@ export { ENGINE_NAMES, type EngineName } from './limits.js';
 /** Single-threaded engines by name. */
 export const ENGINES: readonly HashEngine[] = [nodeCryptoEngine, wasmSimdEngine, hashWasmEngine];
 
-/** Below this much data, starting worker threads costs more than it saves. */
-const MIN_BYTES_FOR_THREADS = 16 << 20;
 /** Below this much data, the ~50 ms engine race costs more than the faster engine could save. */
 const MIN_BYTES_FOR_RACE = 64 << 20;
 

@@ -10,3 +10,6 @@ export type EngineName = (typeof ENGINE_NAMES)[number];
 
 /** The most threads a pool starts. */
 export const MAX_THREADS = 64;
+
+/** Below this much data a pass hashes on the calling thread: starting worker threads costs more than it saves. */
+export const MIN_BYTES_FOR_THREADS = 16 << 20;

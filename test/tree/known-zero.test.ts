@@ -4,7 +4,7 @@
  * What must not change: the tree, the root, and every verify report, for every engine and thread count. The oracle
  * is the same pass over the same bytes as a plain in-memory source (no knownZero), and veritysetup where installed.
  */
-import { closeSync, ftruncateSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { paramsForFormat } from '../../src/format/options.js';
@@ -26,7 +26,7 @@ import { verifyTree } from '../../src/tree/verify.js';
 import { toHex } from '../../src/binary/bytes.js';
 import { buildVhdx } from '../support/vhdx-writer.js';
 import { hasVeritysetup, NEEDS_VERITYSETUP, failedPosition, veritysetup } from '../support/veritysetup-bin.js';
-import { HAS_QEMU_IMG, SKIP_QEMU, run, useWorkDir, workDir } from '../image/vhdx/helpers.js';
+import { HAS_QEMU_IMG, SKIP_QEMU, run, useWorkDir, workDir, writeSparseRaw } from '../image/vhdx/helpers.js';
 
 useWorkDir();
 
@@ -246,21 +246,7 @@ describe('what a pass over a sparse image reads and hashes', () => {
 
 describe(`images from qemu-img: tree as from the raw bytes${SKIP_QEMU}`, () => {
   /** A raw disk of `size` bytes with random data at `spots` ([offset, length]), zeros elsewhere (sparse). */
-  function rawDisk(name: string, size: number, spots: Array<[number, number]>): string {
-    const path = join(workDir(), name);
-    const fd = openSync(path, 'w');
-    try {
-      ftruncateSync(fd, size);
-      for (const [at, n] of spots) {
-        const data = new Uint8Array(n);
-        for (let j = 0; j < n; j += 65536) globalThis.crypto.getRandomValues(data.subarray(j, Math.min(n, j + 65536)));
-        writeSync(fd, data, 0, n, at);
-      }
-    } finally {
-      closeSync(fd);
-    }
-    return path;
-  }
+  const rawDisk = (name: string, size: number, spots: Array<[number, number]>) => writeSparseRaw(join(workDir(), name), size, spots);
   const SPOTS: Array<[number, number]> = [[0, 8192], [3 * MiB + 100, 5000], [9 * MiB - 4096, 2 * 4096 + 77], [20 * MiB - 512, 512]];
 
   it.skipIf(!HAS_QEMU_IMG)('dynamic VHDX (block_size=1M) and dynamic VHD: same tree as the raw file', async () => {

@@ -1,7 +1,7 @@
 /** Helpers shared by the VHDX reader tests in this folder. */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect } from 'vitest';
@@ -185,3 +185,20 @@ export function qemuRaw(bytes: Uint8Array, name: string, replay = false): string
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
+
+/** Writes a sparse raw disk of `size` bytes: random bytes at `spots` ([offset, length], cut at the end), zeros (holes) elsewhere. */
+export function writeSparseRaw(path: string, size: number, spots: ReadonlyArray<readonly [number, number]>): string {
+  const fd = openSync(path, 'w');
+  try {
+    ftruncateSync(fd, size);
+    for (const [at, len] of spots) {
+      const n = Math.min(len, size - at);
+      const data = new Uint8Array(n);
+      for (let j = 0; j < n; j += 65536) globalThis.crypto.getRandomValues(data.subarray(j, Math.min(n, j + 65536)));
+      writeSync(fd, data, 0, n, at);
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return path;
+}

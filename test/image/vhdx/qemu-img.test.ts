@@ -1,36 +1,22 @@
 /**
  * Images converted by `qemu-img convert -O vhdx` from sparse raw images, compared byte for byte.
  */
-import { closeSync, openSync, writeSync, ftruncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openVhdx } from '../../../src/image/vhdx/vhdx.js';
 import { openFileSource } from '../../../src/files/files.js';
 import { Rng } from '../../support/rng.js';
-import { GiB, HAS_QEMU_IMG, HAS_QEMU_IO, MiB, SKIP_QEMU, SKIP_QEMU_IO, counted, expectSame, readAll, run, sha256Of, useWorkDir, workDir } from './helpers.js';
+import { GiB, HAS_QEMU_IMG, HAS_QEMU_IO, MiB, SKIP_QEMU, SKIP_QEMU_IO, counted, expectSame, readAll, run, sha256Of, useWorkDir, workDir, writeSparseRaw } from './helpers.js';
 
 useWorkDir();
 
 describe(`images converted by qemu-img 7.2${SKIP_QEMU}`, () => {
   /** A sparse raw disk: random data in scattered regions (and at both ends), zeros elsewhere. */
   function makeRaw(name: string, size: number, seed: number, regions: Array<[number, number]> = []): string {
-    const path = join(workDir(), `${name}.raw`);
-    const fd = openSync(path, 'w');
-    try {
-      ftruncateSync(fd, size);
-      const rng = new Rng(seed);
-      const spots: Array<[number, number]> = [[0, 4096], [size - 1536, 1536], ...regions];
-      for (let i = 0; i < 14; i++) spots.push([rng.int(0, size - 1), rng.logInt(1, 3 * MiB)]);
-      for (const [at, len] of spots) {
-        const n = Math.min(len, size - at);
-        const data = new Uint8Array(n);
-        for (let j = 0; j < n; j += 65536) globalThis.crypto.getRandomValues(data.subarray(j, Math.min(n, j + 65536)));
-        writeSync(fd, data, 0, n, at);
-      }
-    } finally {
-      closeSync(fd);
-    }
-    return path;
+    const rng = new Rng(seed);
+    const spots: Array<[number, number]> = [[0, 4096], [size - 1536, 1536], ...regions];
+    for (let i = 0; i < 14; i++) spots.push([rng.int(0, size - 1), rng.logInt(1, 3 * MiB)]);
+    return writeSparseRaw(join(workDir(), `${name}.raw`), size, spots);
   }
 
   async function compareWithRaw(vhdxPath: string, rawPath: string, opts: { fullHash: boolean }) {
