@@ -21,7 +21,7 @@ export { ENGINE_NAMES, type EngineName } from './limits.js';
 /** Single-threaded engines by name. */
 export const ENGINES: readonly HashEngine[] = [nodeCryptoEngine, wasmSimdEngine, hashWasmEngine];
 
-/** Below this much data, the ~50 ms engine race costs more than the faster engine could save. */
+/** Below this much data, the engine choice (40–120 ms) costs more than the faster engine could save. */
 const MIN_BYTES_FOR_RACE = 64 << 20;
 
 /** How a pass asks for its engine. */
@@ -87,14 +87,14 @@ async function autoEngine(algorithm: HashAlgorithm, dataBytes: number): Promise<
   if (cached) return cached;
   let choice = { engine: nodeCryptoEngine as HashEngine, note: 'auto' };
   if (wasmSimdEngine.supports(algorithm) && simdSupported()) {
-    // sha256 only (what the kernel hashes): OpenSSL's SHA-256 against its SHA-512 first, about 20 ms.
+    // sha256 only (what the kernel hashes): OpenSSL's SHA-256 against its SHA-512 first, 40–60 ms cold.
     const openssl = await bench(nodeCryptoEngine, 'sha256');
     const [sha256, sha512] = await bestOf([openssl, await bench(nodeCryptoEngine, 'sha512')], [1, 1], 8);
     const ratio = sha256! / sha512!;
     if (ratio > SHA_EXTENSIONS_RATIO) {
       choice.note = `auto: SHA extensions (OpenSSL's SHA-256 at ${ratio.toFixed(1)}× its SHA-512)`;
     } else {
-      // Then the kernel against OpenSSL, which is warm already: about 50 ms with the kernel's compilation.
+      // Then the kernel against OpenSSL: about 50 ms more with the kernel's compilation.
       await checkedEngine(wasmSimdEngine, algorithm);
       const [simd, again] = await bestOf([await bench(wasmSimdEngine, algorithm), openssl], [2, 0], 4);
       const best = Math.max(sha256!, again!);
